@@ -1,0 +1,259 @@
+"""Typed configuration: YAML files + ``key=value`` overrides, validated early.
+
+The schema is a tree of dataclasses. Loading walks it and rejects, with the
+dotted key and what is allowed, any unknown key (suggesting the nearest one),
+wrong type, or value outside a ``Literal``. A run never discovers a typo at
+step 9,000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the dotted key it concerns."""
+
+
+Method = Literal["seppo", "sft", "dpo", "spin", "ditto"]
+AAFMode = Literal["sign", "indicator", "none"]
+Trainable = Literal["motion", "lora", "full"]
+Precision = Literal["no", "fp16", "bf16"]
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 4
+    alpha: float = 4.0
+    targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    dropout: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    kind: Literal["animatediff", "modelscope", "sd"] = "animatediff"
+    # A local diffusers directory, or "tiny" for the embedded random-init model
+    # (built on first use in the cache). AnimateDiff: the SD-1.5 pipeline folder.
+    pretrained: str = "tiny"
+    # AnimateDiff only: a MotionAdapter folder ("tiny" goes with pretrained=tiny).
+    motion_adapter: str | None = None
+    trainable: Trainable = "motion"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    attention: Literal["sdpa", "xformers"] = "sdpa"
+    gradient_checkpointing: bool = False
+    vae_chunk_frames: int = 8  # frames per VAE call: bounds VAE memory
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["video", "image", "demo"] = "demo"
+    annotations: str | None = None  # CSV / JSON / JSONL (video) or parquet / JSONL (image)
+    video_dir: str | None = None
+    image_dir: str | None = None
+    num_frames: int = 8
+    resolution: int = 64
+    frame_stride: int = 4
+    target_fps: float | None = None
+    max_bad_fraction: float = 0.2  # stop when more of the data than this is unreadable
+    latent_cache: str | None = None
+    batch_size: int = 2
+    num_workers: int = 0
+    shuffle: bool = True
+
+
+@dataclass
+class SeppoConfig:
+    method: Method = "seppo"
+    # None: implied by the method (ALGORITHM.md section 3). Set for ablations.
+    ref_strategy: str | None = None  # uniform | initial | latest | fixed:<k>
+    aaf: AAFMode | None = None
+    beta: float = 2.5  # beta * T = 2500, Diffusion-DPO's SD-1.5 setting
+    num_train_timesteps: int = 1000
+    ref_every: int = 30
+    pool_size: int = 8
+    pool_device: Literal["cpu", "disk"] = "cpu"
+    pool_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    ref_sample_steps: int = 20
+    ref_guidance_scale: float = 7.5
+    ref_eta: float = 0.0
+
+
+@dataclass
+class EmaConfig:
+    enabled: bool = False
+    decay: float = 0.999
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100
+    learning_rate: float = 1e-5
+    lr_scheduler: Literal[
+        "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
+    ] = "constant_with_warmup"
+    lr_warmup_steps: int = 0
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: Precision = "no"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 1e-2
+    use_8bit_adam: bool = False
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    checkpoint_every: int = 50
+    checkpoints_keep: int = 2
+    max_nonfinite_in_row: int = 5
+    log_every: int = 1
+    log_with: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+
+
+@dataclass
+class SampleConfig:
+    prompts: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.5
+    fps: int = 8
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/tiny"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seppo: SeppoConfig = field(default_factory=SeppoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML file (or the defaults), apply ``a.b=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for item in overrides:
+        _apply_override(raw, item)
+    config = _build(Config, raw, prefix="")
+    validate(config)
+    return config
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.max_steps=10)")
+    key, text = item.split("=", 1)
+    value = yaml.safe_load(text) if text != "" else None
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            near = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {prefix}{near[0]!r}?" if near else ""
+            raise ConfigError(f"unknown key {prefix}{key!r}{hint} (allowed: {', '.join(fields)})")
+    kwargs = {name: _coerce(hints[name], raw[name], f"{prefix}{name}") for name in fields if name in raw}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, prefix=f"{key}.")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {', '.join(map(repr, allowed))})")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[-1] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    positive = {
+        "train.max_steps": config.train.max_steps,
+        "train.gradient_accumulation_steps": config.train.gradient_accumulation_steps,
+        "train.checkpoint_every": config.train.checkpoint_every,
+        "train.checkpoints_keep": config.train.checkpoints_keep,
+        "data.batch_size": config.data.batch_size,
+        "data.num_frames": config.data.num_frames,
+        "data.resolution": config.data.resolution,
+        "seppo.ref_every": config.seppo.ref_every,
+        "seppo.pool_size": config.seppo.pool_size,
+        "seppo.ref_sample_steps": config.seppo.ref_sample_steps,
+        "model.vae_chunk_frames": config.model.vae_chunk_frames,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    if config.seppo.pool_size < 2:
+        raise ConfigError("seppo.pool_size: must be at least 2 (theta_0 and one snapshot)")
+    if not 0.0 <= config.data.max_bad_fraction <= 1.0:
+        raise ConfigError(f"data.max_bad_fraction: must be in [0, 1], got {config.data.max_bad_fraction}")
+    if config.seppo.ref_strategy is not None:
+        from seppo_video.seppo.pool import parse_strategy
+
+        try:
+            parse_strategy(config.seppo.ref_strategy)
+        except ValueError as err:
+            raise ConfigError(f"seppo.ref_strategy: {err}") from None
+    if config.model.kind == "sd" and config.model.trainable == "motion":
+        raise ConfigError("model.trainable: 'motion' needs a temporal backbone; for model.kind='sd' use 'lora' or 'full'")
+    if config.model.kind == "sd" and config.data.num_frames != 1:
+        raise ConfigError("data.num_frames: the image backbone (model.kind='sd') takes exactly 1 frame")
+    if config.model.kind == "animatediff" and config.model.pretrained != "tiny" and not config.model.motion_adapter:
+        raise ConfigError("model.motion_adapter: AnimateDiff needs a MotionAdapter folder next to model.pretrained")

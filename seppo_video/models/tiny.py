@@ -1,0 +1,229 @@
+"""Tiny random-init models written in the real on-disk layouts.
+
+Every test and the default demo load models through ``from_pretrained`` on a
+local directory, exactly as a real checkpoint is loaded; only the sizes are
+tiny. Nothing here downloads anything: the CLIP tokenizer is built from a
+byte-level vocabulary written on the spot.
+
+Layouts (what ``make-tiny --kind K --out DIR`` writes):
+
+- ``animatediff``: ``DIR/sd`` (a Stable Diffusion 1.5 style pipeline folder)
+  and ``DIR/motion_adapter`` (a ``MotionAdapter`` folder), as AnimateDiff
+  checkpoints are distributed.
+- ``modelscope``: ``DIR`` is a ``TextToVideoSDPipeline`` folder
+  (``text-to-video-ms-1.7b`` layout, ``UNet3DConditionModel``).
+- ``sd``: ``DIR`` is a ``StableDiffusionPipeline`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from seppo_video.atomic import atomic_directory
+
+BackboneKind = Literal["animatediff", "modelscope", "sd"]
+BACKBONE_KINDS: tuple[str, ...] = ("animatediff", "modelscope", "sd")
+
+# Small enough to train for a few dozen steps on 2 CPU cores in seconds.
+TEXT_DIM = 32
+UNET_CHANNELS = (32, 64)
+VAE_CHANNELS = (16, 32, 32)  # three blocks: the VAE downsamples by 4
+LATENT_CHANNELS = 4
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte-to-printable-character table (a published mapping)."""
+    printable = list(range(ord("!"), ord("~") + 1))
+    printable += list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def build_tokenizer(directory: Path):
+    """A CLIP tokenizer whose vocabulary is every byte (with and without ``</w>``).
+
+    No merges: each character is one token, which is all a random-init text
+    encoder needs, and it tokenises any prompt without a download.
+    """
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = directory / "vocab.json", directory / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab))
+    merges_file.write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+    tokenizer.save_pretrained(str(directory))
+    return tokenizer
+
+
+def _text_encoder(vocab_size: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=TEXT_DIM,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=TEXT_DIM,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+    )
+    return CLIPTextModel(config)
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(VAE_CHANNELS),
+        up_block_types=("UpDecoderBlock2D",) * len(VAE_CHANNELS),
+        block_out_channels=VAE_CHANNELS,
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=0.18215,
+    )
+
+
+def _scheduler():
+    # SD-1.5's noise schedule with DDIM, the scheduler AnimateDiff uses.
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
+
+
+def _unet2d():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=UNET_CHANNELS,
+        layers_per_block=1,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def _unet3d():
+    from diffusers import UNet3DConditionModel
+
+    return UNet3DConditionModel(
+        sample_size=16,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=UNET_CHANNELS,
+        layers_per_block=1,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def _motion_adapter():
+    from diffusers import MotionAdapter
+
+    return MotionAdapter(
+        block_out_channels=UNET_CHANNELS,
+        motion_layers_per_block=1,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=16,
+        motion_max_seq_length=32,
+        use_motion_mid_block=False,
+    )
+
+
+def _shared_parts(tokenizer_dir: Path) -> dict:
+    tokenizer = build_tokenizer(tokenizer_dir)
+    return {
+        "vae": _vae(),
+        "text_encoder": _text_encoder(len(tokenizer)),
+        "tokenizer": tokenizer,
+        "scheduler": _scheduler(),
+    }
+
+
+def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a random-init model of ``kind`` to ``out`` (atomically) and return it."""
+    if kind not in BACKBONE_KINDS:
+        raise ValueError(f"kind must be one of {BACKBONE_KINDS}, got {kind!r}")
+    from diffusers import StableDiffusionPipeline, TextToVideoSDPipeline
+
+    out = Path(out)
+    torch.manual_seed(seed)
+    with atomic_directory(out) as tmp:
+        parts = _shared_parts(tmp / ".tokenizer")
+        if kind == "modelscope":
+            TextToVideoSDPipeline(unet=_unet3d(), **parts).save_pretrained(tmp)
+        else:
+            target = tmp / "sd" if kind == "animatediff" else tmp
+            StableDiffusionPipeline(
+                unet=_unet2d(),
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                **parts,
+            ).save_pretrained(target)
+            if kind == "animatediff":
+                _motion_adapter().save_pretrained(tmp / "motion_adapter")
+        _remove_tree(tmp / ".tokenizer")
+        (tmp / "seppo_tiny.json").write_text(json.dumps({"kind": kind, "seed": seed}))
+    return out
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def default_cache_dir() -> Path:
+    """Where tiny models built on first use are kept (``SEPPO_VIDEO_CACHE`` overrides)."""
+    root = os.environ.get("SEPPO_VIDEO_CACHE") or Path.home() / ".cache" / "seppo_video"
+    return Path(root)
+
+
+def ensure_tiny(kind: BackboneKind, seed: int = 0) -> Path:
+    """The cached tiny model of ``kind``, built on first use."""
+    path = default_cache_dir() / "tiny" / f"{kind}-seed{seed}"
+    if not (path / "seppo_tiny.json").exists():
+        make_tiny(kind, path, seed=seed)
+    return path
