@@ -1,0 +1,222 @@
+"""``seppo-video``: one command, one subcommand per job.
+
+Each subcommand parses its own flags here and hands over to the module that
+does the work; heavy imports happen only inside the chosen subcommand, so
+``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+EPILOG = """\
+examples:
+  seppo-video train                                   # tiny SePPO demo on CPU
+  seppo-video train --config configs/tiny.yaml train.max_steps=20 seppo.method=sft
+  seppo-video train --config configs/tiny.yaml --resume latest
+  seppo-video sample --model runs/tiny/export --prompt "ice melting, time-lapse" --out samples/
+  seppo-video eval generate --model runs/tiny/export --prompts data/chronomagic_sample.csv --out bench/
+  seppo-video view --runs runs/tiny
+"""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train with SePPO or a baseline (sft, dpo, spin, ditto)",
+        description="Train a text-to-video model from winning samples. Without --config, runs the tiny demo "
+        "(builds a random-init model and synthetic clips, trains SePPO on CPU, exports, samples).",
+    )
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in tiny demo, same as configs/tiny.yaml)")
+    p.add_argument("--resume", default=None, metavar="latest|PATH", help="continue from the newest or a given checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=10")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from seppo_video.config import load_config
+    from seppo_video.train import train
+
+    config = load_config(args.config, args.overrides)
+    train(config, resume=args.resume)
+    return 0
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="sample videos from a base model or an export",
+        description="Write mp4 (and gif) samples. --model is an export folder, a diffusers pipeline folder, "
+        "an AnimateDiff folder (sd/ + motion_adapter/), or tiny:animatediff|modelscope|sd.",
+    )
+    p.add_argument("--model", required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    group.add_argument("--prompts-file", type=Path, help="a text file with one prompt per line")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int, default=25, help="denoising steps")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--fps", type=int, default=8)
+    p.add_argument("--gif", action="store_true", help="also write a gif next to each mp4")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    p.set_defaults(run=_run_sample)
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from seppo_video.sample import SampleSettings, sample_to_folder
+
+    if args.prompts_file:
+        prompts = [line.strip() for line in args.prompts_file.read_text().splitlines() if line.strip()]
+    else:
+        prompts = args.prompt
+    settings = SampleSettings(args.frames, args.height, args.width, args.steps, args.guidance, args.fps)
+    sample_to_folder(args.model, prompts, args.seeds, settings, args.out, gif=args.gif, device=args.device)
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint's policy weights in diffusers format",
+        description="Write a MotionAdapter folder, a LoRA (load_lora_weights) or a full UNet from a training "
+        "checkpoint, with a model card.",
+    )
+    p.add_argument("--run", type=Path, required=True, help="the run folder (its config.yaml is read)")
+    p.add_argument("--checkpoint", default="latest", metavar="latest|PATH")
+    p.add_argument("--out", type=Path, default=None, help="default: <run>/export")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from seppo_video.train import export_checkpoint
+
+    path = export_checkpoint(args.run, args.checkpoint, args.out)
+    print(f"exported to {path}")
+    return 0
+
+
+def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "make-tiny",
+        help="write a tiny random-init model in a real diffusers layout",
+        description="AnimateDiff: OUT/sd (SD-1.5 pipeline) + OUT/motion_adapter; ModelScope: a "
+        "TextToVideoSDPipeline folder; SD: a StableDiffusionPipeline folder. No download.",
+    )
+    p.add_argument("--kind", choices=["animatediff", "modelscope", "sd"], required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_make_tiny)
+
+
+def _run_make_tiny(args: argparse.Namespace) -> int:
+    from seppo_video.models.tiny import make_tiny
+
+    print(f"wrote {make_tiny(args.kind, args.out, seed=args.seed)}")
+    return 0
+
+
+def _add_make_demo_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "make-demo-data",
+        help="write a small synthetic time-lapse data set (mp4 + ChronoMagic-style CSV)",
+        description="Synthetic time-lapse clips (growing shapes, day-to-night sweeps, melting) with captions "
+        "in the ChronoMagic annotation format, plus Pick-a-Pic-style image pairs.",
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--num-clips", type=int, default=12)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_make_demo_data)
+
+
+def _run_make_demo_data(args: argparse.Namespace) -> int:
+    from seppo_video.data.demo import make_demo_data
+
+    out = make_demo_data(args.out, num_clips=args.num_clips, num_frames=args.frames, size=args.size, seed=args.seed)
+    print(f"wrote demo data to {out}")
+    return 0
+
+
+def _add_cache_latents(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache-latents",
+        help="encode the training videos once with the VAE (and prompts with the text encoder)",
+        description="Writes safetensors shards and a manifest to --out (default: the config's data.latent_cache); "
+        "training reads the cache when data.latent_cache points at it.",
+    )
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(run=_run_cache_latents)
+
+
+def _run_cache_latents(args: argparse.Namespace) -> int:
+    from seppo_video.config import load_config
+    from seppo_video.data.latent_cache import cache_latents_from_config
+
+    config = load_config(args.config, args.overrides)
+    print(f"wrote latent cache to {cache_latents_from_config(config, args.out)}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="ChronoMagic-Bench: generate, score, report (same as eval/chronomagic_bench.py)",
+        add_help=False,
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(run=lambda args: _delegate("seppo_video.evaluation.bench", args.rest))
+
+
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("view", help="Gradio viewer over run folders (needs the 'viewer' extra)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(run=lambda args: _delegate("seppo_video.viewer.app", args.rest))
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    import importlib
+
+    return int(importlib.import_module(module).main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seppo-video",
+        description="SePPO preference alignment for text-to-video diffusion (AnimateDiff, ModelScope, SD).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train, _add_sample, _add_export, _add_eval, _add_view, _add_make_tiny,
+                _add_make_demo_data, _add_cache_latents):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from seppo_video.config import ConfigError
+
+    try:
+        return args.run(args)
+    except ConfigError as err:
+        print(f"seppo-video {args.command}: config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

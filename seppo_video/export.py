@@ -1,0 +1,182 @@
+"""Aligned weights in diffusers format, and loading them back into a pipeline.
+
+What an export folder holds, by trainable mode:
+
+- ``motion`` on AnimateDiff: ``motion_adapter/`` (a ``MotionAdapter`` folder:
+  ``AnimateDiffPipeline.from_pretrained(sd15, motion_adapter=MotionAdapter.from_pretrained(it))``).
+- ``lora``: ``lora/pytorch_lora_weights.safetensors`` (``pipe.load_lora_weights(it)``).
+- ``full``, or ``motion`` on ModelScope (whose temporal layers are not a
+  separate diffusers component): ``unet/`` (a complete UNet folder).
+
+Beside them, ``seppo_export.json`` names the base model, and ``README.md`` is
+a model card (base model, method, config, steps).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seppo_video.atomic import atomic_directory
+from seppo_video.config import ModelConfig
+from seppo_video.models.adapters import ModelPaths, VideoDiffusionAdapter, resolve_paths
+
+EXPORT_INFO = "seppo_export.json"
+
+
+def export_weights(
+    adapter: VideoDiffusionAdapter,
+    out_dir: str | Path,
+    model_config: ModelConfig,
+    *,
+    method: str,
+    steps: int,
+    run_config: dict[str, Any] | None = None,
+    unet: torch.nn.Module | None = None,
+) -> Path:
+    """Write the policy's trainable weights (never the reference's) to ``out_dir``.
+
+    ``unet`` overrides the module exported (e.g. the EMA copy); by default the
+    adapter's own (policy) UNet.
+    """
+    unet = unet if unet is not None else adapter.unet
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        mode = adapter.trainable_mode
+        if mode == "lora":
+            _save_lora(adapter, unet, tmp / "lora")
+            component = "lora"
+        elif mode == "motion" and adapter.kind == "animatediff":
+            unet.save_motion_modules(str(tmp / "motion_adapter"))
+            component = "motion_adapter"
+        else:
+            _save_full_unet(unet, tmp / "unet")
+            component = "unet"
+        info = {
+            "format": 1,
+            "kind": adapter.kind,
+            "component": component,
+            "trainable": mode,
+            "method": method,
+            "steps": steps,
+            "base": {
+                "pretrained": model_config.pretrained,
+                "motion_adapter": model_config.motion_adapter,
+            },
+        }
+        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2))
+        (tmp / "README.md").write_text(_model_card(info, run_config))
+    return out_dir
+
+
+def _save_lora(adapter: VideoDiffusionAdapter, unet: torch.nn.Module, directory: Path) -> None:
+    import diffusers
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    pipeline_class = getattr(diffusers, adapter.pipeline_class_name)
+    pipeline_class.save_lora_weights(str(directory), unet_lora_layers=layers, safe_serialization=True)
+
+
+def _save_full_unet(unet: torch.nn.Module, directory: Path) -> None:
+    unet.save_pretrained(str(directory), safe_serialization=True)
+
+
+def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
+    import yaml
+
+    load = {
+        "motion_adapter": "MotionAdapter.from_pretrained('<export>/motion_adapter') passed as "
+        "AnimateDiffPipeline.from_pretrained(<base>, motion_adapter=...)",
+        "lora": "pipe.load_lora_weights('<export>/lora')",
+        "unet": "the UNet class's from_pretrained('<export>/unet') passed as unet=... to the pipeline",
+    }[info["component"]]
+    card = [
+        "# seppo-video export",
+        "",
+        f"- base model: `{info['base']['pretrained']}`"
+        + (f" + motion adapter `{info['base']['motion_adapter']}`" if info["base"]["motion_adapter"] else ""),
+        f"- backbone: {info['kind']}",
+        f"- method: {info['method']}",
+        f"- trainable: {info['trainable']}",
+        f"- optimizer steps: {info['steps']}",
+        f"- load with: {load} (or `seppo-video sample --model <export>`)",
+    ]
+    if run_config:
+        card += ["", "## Training config", "", "```yaml", yaml.safe_dump(run_config, sort_keys=False).strip(), "```"]
+    return "\n".join(card) + "\n"
+
+
+# ---------------------------------------------------------------- loading back
+
+
+def read_export_info(path: str | Path) -> dict[str, Any] | None:
+    file = Path(path) / EXPORT_INFO
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def load_pipeline(model: str | Path, scheduler: str = "ddim"):
+    """A diffusers pipeline for ``model``: an export folder, a pipeline folder,
+    an AnimateDiff folder (``sd/`` + ``motion_adapter/``), or ``tiny:<kind>``.
+    """
+    import diffusers
+
+    info = read_export_info(model) if not str(model).startswith("tiny:") else None
+    if info is not None:
+        base = resolve_paths(ModelConfig(kind=info["kind"], trainable="full", **info["base"]))
+        kind = info["kind"]
+    else:
+        kind, base = _locate_base(model)
+    pipeline_class = {
+        "animatediff": diffusers.AnimateDiffPipeline,
+        "modelscope": diffusers.TextToVideoSDPipeline,
+        "sd": diffusers.StableDiffusionPipeline,
+    }[kind]
+    kwargs: dict[str, Any] = {}
+    if kind == "animatediff":
+        motion_dir = Path(model) / "motion_adapter" if info and info["component"] == "motion_adapter" else None
+        kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_dir or base.motion_adapter)
+    if kind == "sd":
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if info and info["component"] == "unet":
+        unet_class = {
+            "animatediff": diffusers.UNetMotionModel,
+            "modelscope": diffusers.UNet3DConditionModel,
+            "sd": diffusers.UNet2DConditionModel,
+        }[kind]
+        kwargs["unet"] = unet_class.from_pretrained(Path(model) / "unet")
+    pipe = pipeline_class.from_pretrained(str(base.pipeline), **kwargs)
+    if info and info["component"] == "lora":
+        pipe.load_lora_weights(str(Path(model) / "lora"))
+    if scheduler == "ddim":
+        pipe.scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _locate_base(model: str | Path) -> tuple[str, ModelPaths]:
+    text = str(model)
+    if text.startswith("tiny:"):
+        kind = text.split(":", 1)[1]
+        return kind, resolve_paths(ModelConfig(kind=kind, trainable="full"))  # type: ignore[arg-type]
+    root = Path(model)
+    if (root / "sd" / "model_index.json").exists() and (root / "motion_adapter" / "config.json").exists():
+        return "animatediff", ModelPaths(root / "sd", root / "motion_adapter")
+    index = root / "model_index.json"
+    if not index.exists():
+        raise FileNotFoundError(
+            f"{root} is neither a seppo-video export ({EXPORT_INFO}), a diffusers pipeline folder "
+            "(model_index.json), nor an AnimateDiff folder (sd/ + motion_adapter/)"
+        )
+    class_name = json.loads(index.read_text()).get("_class_name", "")
+    kinds = {"TextToVideoSDPipeline": "modelscope", "StableDiffusionPipeline": "sd"}
+    if class_name not in kinds:
+        raise ValueError(
+            f"{index}: pipeline class {class_name!r} is not supported here; for AnimateDiff pass a folder "
+            "with sd/ and motion_adapter/, or an export folder"
+        )
+    return kinds[class_name], ModelPaths(root)
