@@ -1,0 +1,56 @@
+"""Reference-model inference without a second model.
+
+The reference is the policy's own module with a snapshot's trainable tensors
+swapped in through ``torch.func.functional_call``: the frozen weights (the
+bulk of a UNet) exist once, the module's own parameters are never touched,
+and autograd is off. Tensors move to the accelerator only for the duration
+of a call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+class SwappedModule:
+    """Calls ``module`` as if its parameters named in ``tensors`` had those values."""
+
+    def __init__(self, module: nn.Module, tensors: dict[str, torch.Tensor]):
+        params = dict(module.named_parameters())
+        unknown = sorted(set(tensors) - set(params))
+        if unknown:
+            raise KeyError(f"snapshot has tensors the module does not: {unknown[:3]}...")
+        self.module = module
+        # One copy on the module's device and dtype per reference choice, reused for every call.
+        self.tensors = {
+            name: tensor.to(device=params[name].device, dtype=params[name].dtype, non_blocking=True)
+            for name, tensor in tensors.items()
+        }
+
+    def __call__(self, *args, **kwargs):
+        return functional_call(self.module, self.tensors, args, kwargs, strict=False)
+
+
+@contextlib.contextmanager
+def inference_mode(autocast_dtype: torch.dtype | None, device: torch.device):
+    """No autograd, and autocast to the inference dtype when mixed precision is on."""
+    with torch.no_grad():
+        if autocast_dtype is None:
+            yield
+        else:
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                yield
+
+
+def reference_unet(module: nn.Module, tensors: dict[str, torch.Tensor] | None) -> Callable:
+    """The callable to hand to ``adapter.predict_noise(..., unet=...)`` for a reference.
+
+    ``tensors=None`` means the reference *is* the current policy (e.g. the
+    pool's latest entry was just taken at this step).
+    """
+    return module if tensors is None else SwappedModule(module, tensors)
