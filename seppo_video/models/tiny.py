@@ -34,6 +34,7 @@ TEXT_DIM = 32
 UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: the VAE downsamples by 4
 LATENT_CHANNELS = 4
+TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copies are rebuilt
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -223,7 +224,7 @@ def default_cache_dir() -> Path:
 
 def ensure_tiny(kind: BackboneKind, seed: int = 0) -> Path:
     """The cached tiny model of ``kind``, built on first use."""
-    path = default_cache_dir() / "tiny" / f"{kind}-seed{seed}"
+    path = default_cache_dir() / f"tiny-v{TINY_LAYOUT_VERSION}" / f"{kind}-seed{seed}"
     if not (path / "seppo_tiny.json").exists():
         make_tiny(kind, path, seed=seed)
     return path
