@@ -77,11 +77,11 @@ class SeppoConfig:
     aaf: AAFMode | None = None
     beta: float = 2.5  # beta * T = 2500, Diffusion-DPO's SD-1.5 setting
     num_train_timesteps: int = 1000
-    ref_every: int = 30
+    ref_every: int = 10  # paper: 30 updates between snapshots
     pool_size: int = 8
     pool_device: Literal["cpu", "disk"] = "cpu"
     pool_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    ref_sample_steps: int = 20
+    ref_sample_steps: int = 4
     ref_guidance_scale: float = 7.5
     ref_eta: float = 0.0
 
@@ -94,8 +94,8 @@ class EmaConfig:
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 100
-    learning_rate: float = 1e-5
+    max_steps: int = 40
+    learning_rate: float = 1e-4
     lr_scheduler: Literal[
         "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
     ] = "constant_with_warmup"
@@ -108,7 +108,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     use_8bit_adam: bool = False
     ema: EmaConfig = field(default_factory=EmaConfig)
-    checkpoint_every: int = 50
+    checkpoint_every: int = 20
     checkpoints_keep: int = 2
     max_nonfinite_in_row: int = 5
     log_every: int = 1
@@ -117,15 +117,19 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    prompts: list[str] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0])
-    num_inference_steps: int = 20
+    prompts: list[str] = field(
+        default_factory=lambda: ["a red circle growing, time-lapse", "a sky turning from day to night, time-lapse"]
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    num_inference_steps: int = 8
     guidance_scale: float = 7.5
     fps: int = 8
 
 
 @dataclass
 class Config:
+    """The whole run. The defaults are the tiny CPU demo (configs/tiny.yaml spells them out)."""
+
     output_dir: str = "runs/tiny"
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -180,8 +184,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for key in raw:
         if key not in fields:
             near = difflib.get_close_matches(key, fields, n=1)
-            hint = f"; did you mean {prefix}{near[0]!r}?" if near else ""
-            raise ConfigError(f"unknown key {prefix}{key!r}{hint} (allowed: {', '.join(fields)})")
+            hint = f"; did you mean '{prefix}{near[0]}'?" if near else ""
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint} (allowed: {', '.join(fields)})")
     kwargs = {name: _coerce(hints[name], raw[name], f"{prefix}{name}") for name in fields if name in raw}
     return cls(**kwargs)
 

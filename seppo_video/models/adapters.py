@@ -182,16 +182,20 @@ class VideoDiffusionAdapter:
         elif mode == "lora":
             from peft import LoraConfig as PeftLoraConfig
 
+            from peft import inject_adapter_in_model
+
             lora = lora or LoraConfig()
-            self.unet.add_adapter(
-                PeftLoraConfig(
-                    r=lora.rank,
-                    lora_alpha=lora.alpha,
-                    lora_dropout=lora.dropout,
-                    target_modules=list(lora.targets),
-                    init_lora_weights="gaussian",
-                )
+            peft_config = PeftLoraConfig(
+                r=lora.rank,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=list(lora.targets),
+                init_lora_weights="gaussian",
             )
+            if hasattr(self.unet, "add_adapter"):  # diffusers' PEFT integration
+                self.unet.add_adapter(peft_config)
+            else:  # UNet3DConditionModel has no PEFT mixin: inject the layers with peft directly
+                inject_adapter_in_model(peft_config, self.unet)
         else:
             raise ConfigError(f"model.trainable: {mode!r} is not allowed (allowed: 'motion', 'lora', 'full')")
         self.trainable_mode = mode
