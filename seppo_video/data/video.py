@@ -1,0 +1,304 @@
+"""Video clips as model input: decode, sample frames, resize, crop, scale.
+
+Decoding uses decord (fast seeking); where decord is not installed or its
+native library fails to load (it has no wheels for every platform), the
+imageio-ffmpeg reader is used instead, which decodes sequentially.
+
+Frame sampling follows MagicTime's ChronoMagic loader: ``is_transmit = 0``
+spreads the F frames evenly over the whole clip (the whole transformation
+is seen); ``1`` (or no ``is_transmit`` column) takes F frames ``stride`` apart
+from a random start. A window longer than the clip shrinks to the clip, so a
+clip is usable as long as it has F distinct frames. Randomness comes from a
+generator seeded by (seed, epoch, index): a run and its resume see the same
+windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from seppo_video.data.annotations import VideoRecord
+from seppo_video.data.skips import (
+    CORRUPT_FILE,
+    DECODE_FAILED,
+    EMPTY_CAPTION,
+    EMPTY_FILE,
+    MISSING_FILE,
+    NO_LOSER,
+    TOO_SHORT,
+    DataError,
+    SkipLog,
+    SkippingDataset,
+    logger,
+)
+
+
+def _import_decord() -> Any:
+    try:
+        import decord
+    except Exception:  # absent, or present with a native library that fails to load
+        return None
+    # Bad files are reported by SkipLog, one line each; decord/ffmpeg's own
+    # multi-line native logging would only bury those lines.
+    decord.logging.set_level(decord.logging.QUIET)
+    return decord
+
+
+_DECORD = _import_decord()
+BACKEND: str = "decord" if _DECORD is not None else "imageio"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+
+
+def probe_video(path: str | Path, backend: str | None = None) -> VideoInfo:
+    """Frame count and frame rate; raises on a file that cannot be opened.
+
+    decord indexes every packet when it opens a file, so a truncated mp4
+    already fails here, before any frame is decoded.
+    """
+    if (backend or BACKEND) == "decord":
+        reader = _DECORD.VideoReader(str(path), num_threads=1)
+        return VideoInfo(len(reader), float(reader.get_avg_fps()))
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(str(path), format="FFMPEG") as reader:
+        return VideoInfo(reader.count_frames(), float(reader.get_meta_data().get("fps") or 0.0))
+
+
+def read_frames(path: str | Path, indices: Sequence[int], backend: str | None = None) -> np.ndarray:
+    """The frames at ``indices`` as ``uint8 [F, H, W, 3]``."""
+    indices = [int(i) for i in indices]
+    if (backend or BACKEND) == "decord":
+        reader = _DECORD.VideoReader(str(path), num_threads=1)
+        return reader.get_batch(indices).asnumpy()
+    import imageio.v2 as imageio
+
+    wanted, last = set(indices), max(indices)
+    kept: dict[int, np.ndarray] = {}
+    with imageio.get_reader(str(path), format="FFMPEG") as reader:
+        for i, frame in enumerate(reader):
+            if i in wanted:
+                kept[i] = frame
+            if i >= last:
+                break
+    missing = wanted - kept.keys()
+    if missing:
+        raise ValueError(f"{path}: frames {sorted(missing)} could not be decoded")
+    return np.stack([kept[i] for i in indices])
+
+
+# ---------------------------------------------------------------- frame sampling
+
+
+def uniform_indices(num_available: int, num_frames: int) -> np.ndarray:
+    """``num_frames`` indices spread evenly from the first to the last frame (rounded)."""
+    return np.linspace(0, num_available - 1, num_frames).round().astype(np.int64)
+
+
+def window_indices(num_available: int, num_frames: int, stride: int, rng: np.random.Generator) -> np.ndarray:
+    """``num_frames`` indices ``stride`` apart from a random start (shrunk to fit a short clip)."""
+    span = min(num_available, (num_frames - 1) * stride + 1)
+    start = int(rng.integers(0, num_available - span + 1))
+    return start + uniform_indices(span, num_frames)
+
+
+def frame_stride(info: VideoInfo, stride: int, target_fps: float | None) -> int:
+    """The stride that resamples the clip to ``target_fps`` when set (and the rate is known)."""
+    if target_fps and info.fps > 0 and math.isfinite(info.fps):
+        return max(1, round(info.fps / target_fps))
+    return stride
+
+
+def sample_indices(
+    info: VideoInfo,
+    num_frames: int,
+    stride: int,
+    is_transmit: bool | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """MagicTime's rule: ``is_transmit=0`` uniform over the clip, otherwise a strided window."""
+    if is_transmit is False:
+        return uniform_indices(info.num_frames, num_frames)
+    return window_indices(info.num_frames, num_frames, stride, rng)
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def resize_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``[N, C, H, W]`` so the short side is ``size``, then crop the centre square."""
+    height, width = frames.shape[-2:]
+    scale = size / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        frames = F.interpolate(frames, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return frames[..., top : top + size, left : left + size]
+
+
+def to_model_pixels(frames: np.ndarray, resolution: int) -> torch.Tensor:
+    """``uint8 [F, H, W, 3]`` to the models' input ``float [3, F, res, res]`` in [-1, 1]."""
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    pixels = resize_center_crop(pixels, resolution) / 127.5 - 1.0
+    return pixels.clamp(-1.0, 1.0).permute(1, 0, 2, 3).contiguous()
+
+
+# ---------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True)
+class _Clip:
+    record: VideoRecord
+    info: VideoInfo
+    loser_info: VideoInfo | None
+
+
+class VideoDataset(SkippingDataset):
+    """Annotated clips as ``{"id", "prompt", "pixels" [3, F, H, W], ("loser_pixels")}``.
+
+    Where bad input is caught: at construction every record is checked with
+    a cheap metadata probe (file exists, non-empty, opens, has at least
+    ``num_frames`` frames; caption non-empty), so nearly all bad files are
+    found, logged once and counted before training starts, and a data set
+    that is mostly bad fails at once with ``DataError``. A file that passes
+    the probe but fails to decode later is caught in ``__getitem__``: it is
+    logged, counted, never tried again, and the next good index is returned
+    instead, so a DataLoader never crashes mid-run. With ``num_workers > 0``
+    such late failures are counted in the worker process that met them.
+
+    ``pairs=True`` (the Diffusion-DPO baseline) also loads each record's
+    loser; a record without one is skipped, and data with no loser at all
+    is refused. Otherwise losers are ignored (SePPO trains on winners only).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        *,
+        num_frames: int,
+        resolution: int,
+        frame_stride: int = 4,
+        target_fps: float | None = None,
+        pairs: bool = False,
+        max_bad_fraction: float = 0.2,
+        seed: int = 0,
+        source: str = "video data",
+    ):
+        if not records:
+            raise DataError(f"{source}: no records")
+        if pairs and not any(r.loser for r in records):
+            raise DataError(
+                f"{source}: the Diffusion-DPO baseline needs pairs, but no record has a loser "
+                "(add a 'loser' column with a video id or path)"
+            )
+        self.num_frames, self.resolution = num_frames, resolution
+        self.stride, self.target_fps = frame_stride, target_fps
+        self.pairs, self.seed, self.epoch = pairs, seed, 0
+        self.skips = SkipLog(source, len(records), max_bad_fraction)
+        checking = tqdm(records, desc="checking videos", unit="clip", disable=len(records) < 500)
+        self.clips = [clip for clip in map(self._probe, checking) if clip is not None]
+        self._failed: set[int] = set()
+        self.skips.check()
+        if not self.clips:
+            raise DataError(f"no usable records: {self.skips.summary()}")
+        if self.skips.counts:
+            logger.warning(self.skips.summary())
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def ids(self) -> list[str]:
+        return [clip.record.id for clip in self.clips]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [clip.record.prompt for clip in self.clips]
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """How frames are chosen: recorded in a latent cache, which is stale when it changes."""
+        return {"kind": "video", "frame_stride": self.stride, "target_fps": self.target_fps, "seed": self.seed}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new random windows for a new epoch (reproducibly: same epoch, same windows)."""
+        self.epoch = epoch
+
+    def try_load(self, index: int) -> dict[str, Any] | None:
+        """Item ``index``, or None (logged and counted once) when its video fails to decode."""
+        if index in self._failed:
+            return None
+        clip = self.clips[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        item: dict[str, Any] = {"id": clip.record.id, "prompt": clip.record.prompt}
+        for key, path, info in self._videos(clip):
+            try:
+                item[key] = self._load(path, info, clip.record.is_transmit, rng)
+            except Exception as err:  # any decoder failure means: this file is unusable
+                self._failed.add(index)
+                self.skips.skip(str(path), DECODE_FAILED, _first_line(err))
+                self.skips.check()
+                return None
+        return item
+
+    def _videos(self, clip: _Clip) -> list[tuple[str, Path, VideoInfo]]:
+        videos = [("pixels", clip.record.path, clip.info)]
+        if self.pairs:
+            videos.append(("loser_pixels", clip.record.loser, clip.loser_info))
+        return videos
+
+    def _load(self, path: Path, info: VideoInfo, is_transmit: bool | None, rng: np.random.Generator) -> torch.Tensor:
+        stride = frame_stride(info, self.stride, self.target_fps)
+        indices = sample_indices(info, self.num_frames, stride, is_transmit, rng)
+        return to_model_pixels(read_frames(path, indices), self.resolution)
+
+    def _probe(self, record: VideoRecord) -> _Clip | None:
+        if not record.prompt:
+            self.skips.skip(f"{record.path} (id {record.id!r})", EMPTY_CAPTION)
+            return None
+        if self.pairs and record.loser is None:
+            self.skips.skip(f"{record.path} (id {record.id!r})", NO_LOSER)
+            return None
+        info = self._inspect(record.path)
+        if info is None:
+            return None
+        loser_info = self._inspect(record.loser) if self.pairs else None
+        if self.pairs and loser_info is None:
+            return None
+        return _Clip(record, info, loser_info)
+
+    def _inspect(self, path: Path) -> VideoInfo | None:
+        """Probe one file; a bad one is skipped (logged and counted) and gives None."""
+        if not path.is_file():
+            self.skips.skip(str(path), MISSING_FILE)
+            return None
+        if path.stat().st_size == 0:
+            self.skips.skip(str(path), EMPTY_FILE)
+            return None
+        try:
+            info = probe_video(path)
+        except Exception as err:  # decord/ffmpeg raise several unrelated types for bad files
+            self.skips.skip(str(path), CORRUPT_FILE, _first_line(err))
+            return None
+        if info.num_frames < self.num_frames:
+            self.skips.skip(str(path), TOO_SHORT, f"{info.num_frames} frames, need {self.num_frames}")
+            return None
+        return info
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
