@@ -163,24 +163,20 @@ def _run_cache_latents(args: argparse.Namespace) -> int:
     from seppo_video.data.latent_cache import cache_latents_from_config
 
     config = load_config(args.config, args.overrides)
-    print(f"wrote latent cache to {cache_latents_from_config(config, args.out)}")
+    print(f"latent cache ready at {cache_latents_from_config(config, args.out)}")
     return 0
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="ChronoMagic-Bench: generate, score, report (same as eval/chronomagic_bench.py)",
-        add_help=False,
-    )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(run=lambda args: _delegate("seppo_video.evaluation.bench", args.rest))
+# Subcommands with their own full argument parsers: everything after the name goes to them.
+DELEGATED = {
+    "eval": ("seppo_video.evaluation.bench", "ChronoMagic-Bench: generate, score, report (= eval/chronomagic_bench.py)"),
+    "view": ("seppo_video.viewer.app", "Gradio viewer over run folders (needs the 'viewer' extra)"),
+}
 
 
-def _add_view(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("view", help="Gradio viewer over run folders (needs the 'viewer' extra)", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(run=lambda args: _delegate("seppo_video.viewer.app", args.rest))
+def _add_delegated(sub: argparse._SubParsersAction) -> None:
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
 
 
 def _delegate(module: str, argv: list[str]) -> int:
@@ -197,24 +193,31 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_export, _add_eval, _add_view, _add_make_tiny,
+    for add in (_add_train, _add_sample, _add_export, _add_delegated, _add_make_tiny,
                 _add_make_demo_data, _add_cache_latents):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        return _delegate(DELEGATED[argv[0]][0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     from seppo_video.config import ConfigError
+    from seppo_video.data import DataError
 
     try:
         return args.run(args)
     except ConfigError as err:
         print(f"seppo-video {args.command}: config error: {err}", file=sys.stderr)
+        return 2
+    except DataError as err:
+        print(f"seppo-video {args.command}: data error: {err}", file=sys.stderr)
         return 2
 
 

@@ -46,9 +46,12 @@ def export_weights(
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         mode = adapter.trainable_mode
-        if mode == "lora":
+        if mode == "lora" and hasattr(unet, "load_lora_adapter"):
             _save_lora(adapter, unet, tmp / "lora")
             component = "lora"
+        elif mode == "lora":  # UNet3D has no diffusers LoRA loader: ship the merged UNet
+            _save_full_unet(_merged_copy(unet), tmp / "unet")
+            component = "unet"
         elif mode == "motion" and adapter.kind == "animatediff":
             unet.save_motion_modules(str(tmp / "motion_adapter"))
             component = "motion_adapter"
@@ -80,6 +83,22 @@ def _save_lora(adapter: VideoDiffusionAdapter, unet: torch.nn.Module, directory:
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     pipeline_class = getattr(diffusers, adapter.pipeline_class_name)
     pipeline_class.save_lora_weights(str(directory), unet_lora_layers=layers, safe_serialization=True)
+
+
+def _merged_copy(unet: torch.nn.Module) -> torch.nn.Module:
+    """A plain UNet (no peft layers) whose weights have the LoRA deltas folded in."""
+    import copy
+
+    from peft.tuners.lora import LoraLayer
+
+    merged = copy.deepcopy(unet)
+    for module in merged.modules():
+        if isinstance(module, LoraLayer):
+            module.merge()
+    state = {k.replace(".base_layer.", "."): v for k, v in merged.state_dict().items() if "lora_" not in k}
+    plain = type(unet).from_config(unet.config)
+    plain.load_state_dict(state)
+    return plain
 
 
 def _save_full_unet(unet: torch.nn.Module, directory: Path) -> None:

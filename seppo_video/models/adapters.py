@@ -109,6 +109,9 @@ class VideoDiffusionAdapter:
             raise ValueError(
                 f"batch mismatch: latents {batch}, timesteps {timesteps.shape[0]}, prompts {prompt_embeds.shape[0]}"
             )
+        # Strided inputs (e.g. straight from a rearrange) crashed the CPU backward of
+        # UNet3D's temporal convolutions with a segfault on torch 2.13: always pass dense tensors.
+        latents = latents.contiguous()
         return self._forward(unet if unet is not None else self.unet, latents, timesteps, prompt_embeds)
 
     def _forward(self, unet, latents, timesteps, prompt_embeds) -> torch.Tensor:
@@ -145,7 +148,7 @@ class VideoDiffusionAdapter:
             posterior = self.vae.encode(chunk.to(self.vae.device, vae_dtype)).latent_dist
             chunks.append(posterior.sample(generator) if generator is not None else posterior.mode())
         latents = torch.cat(chunks) * self.vae_scaling_factor
-        return rearrange(latents, "(b f) c h w -> b c f h w", b=batch)
+        return rearrange(latents, "(b f) c h w -> b c f h w", b=batch).contiguous()
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -158,7 +161,7 @@ class VideoDiffusionAdapter:
             for chunk in frames.split(self.vae_chunk_frames)
         ]
         pixels = torch.cat(chunks).clamp(-1, 1)
-        return rearrange(pixels, "(b f) c h w -> b c f h w", b=batch)
+        return rearrange(pixels, "(b f) c h w -> b c f h w", b=batch).contiguous()
 
     # ------------------------------------------------------------ trainable parameters
     def is_temporal(self, name: str) -> bool:

@@ -1,0 +1,497 @@
+"""The training recipe: SePPO and its baselines in one loop, on accelerate.
+
+``setup`` builds everything from the config; ``train`` reads top to bottom:
+pick a reference, get the second sample of each pair, draw one (t, eps) per
+pair, compute policy errors with grad and reference errors without, step,
+snapshot into the pool, log, checkpoint. Accelerate does devices, mixed
+precision, gradient accumulation and distribution (DDP / DeepSpeed / FSDP
+through ``accelerate launch --config_file``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from seppo_video.atomic import atomic_write_json, atomic_write_text
+from seppo_video.checkpoint import (
+    TrainerState,
+    find_checkpoint,
+    load_checkpoint,
+    read_trainable,
+    register_trainable_only_hooks,
+    save_checkpoint,
+)
+from seppo_video.config import Config, ConfigError, load_config
+from seppo_video.export import export_weights
+from seppo_video.models.adapters import VideoDiffusionAdapter, load_adapter
+from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
+from seppo_video.seppo.methods import MethodSpec, resolve_method
+from seppo_video.seppo.pool import ReferencePool
+from seppo_video.seppo.reference import SwappedModule, inference_mode
+from seppo_video.seppo.sampler import sample_latents
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many optimizer steps in a row had a NaN / inf loss."""
+
+
+@dataclass
+class Run:
+    """Everything ``setup`` builds; the loop only reads it."""
+
+    config: Config
+    method: MethodSpec
+    accelerator: Any
+    adapter: VideoDiffusionAdapter
+    unet: torch.nn.Module  # the prepared (possibly DDP-wrapped) policy UNet
+    optimizer: Any
+    lr_scheduler: Any
+    ema: Any
+    pool: ReferencePool | None
+    dataset: Any
+    noise_scheduler: Any
+    negative_embeds: torch.Tensor
+    autocast_dtype: torch.dtype | None
+    out: Path
+
+
+# ======================================================================== setup
+
+
+def setup(config: Config) -> Run:
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+
+    from seppo_video.data import build_dataset, model_id_for
+
+    method = resolve_method(config.seppo)
+    out = Path(config.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=config.train.mixed_precision,
+        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
+        log_with=_tracker(config.train.log_with),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+    )
+    with accelerator.main_process_first():  # rank 0 builds the tiny model / demo data, the others wait
+        adapter = load_adapter(config.model)
+        dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
+                                model_id=model_id_for(config.model), seed=config.seed)
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
+    adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype
+    trainable = [p for _, p in adapter.named_trainable_parameters()]
+    optimizer = _optimizer(config, trainable)
+    lr_scheduler = get_scheduler(
+        config.train.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=config.train.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=config.train.max_steps * accelerator.num_processes,
+    )
+    unet, optimizer, lr_scheduler = accelerator.prepare(adapter.unet, optimizer, lr_scheduler)
+    register_trainable_only_hooks(accelerator, {n for n, _ in adapter.named_trainable_parameters()})
+    ema = _ema(config, trainable)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    pool = None
+    if method.uses_reference:
+        pool = ReferencePool(
+            config.seppo.pool_size,
+            storage=config.seppo.pool_device,
+            dtype=config.seppo.pool_dtype,
+            directory=out / "pool_cache" / f"rank{accelerator.process_index}",
+            seed=config.seed,
+        )
+    return Run(
+        config=config,
+        method=method,
+        accelerator=accelerator,
+        adapter=adapter,
+        unet=unet,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        ema=ema,
+        pool=pool,
+        dataset=dataset,
+        noise_scheduler=DDPMScheduler.from_config(adapter.scheduler_config),
+        negative_embeds=adapter.encode_prompt([""]),
+        autocast_dtype=weight_dtype,
+        out=out,
+    )
+
+
+def _tracker(name: str) -> list[str] | None:
+    if name == "none":
+        return None
+    if name == "wandb":
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("train.log_with: 'wandb' is not installed (pip install wandb) — or use 'tensorboard'")
+    return [name]
+
+
+def _optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    kwargs = dict(
+        lr=config.train.learning_rate,
+        betas=(config.train.adam_beta1, config.train.adam_beta2),
+        weight_decay=config.train.weight_decay,
+    )
+    if config.train.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise ConfigError("train.use_8bit_adam: needs bitsandbytes (pip install bitsandbytes, CUDA only)") from None
+        return bnb.optim.AdamW8bit(params, **kwargs)
+    return torch.optim.AdamW(params, **kwargs)
+
+
+def _ema(config: Config, params: list[torch.nn.Parameter]):
+    if not config.train.ema.enabled:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(params, decay=config.train.ema.decay)
+
+
+# ======================================================================== the loop
+
+
+def train(config: Config, resume: str | None = None) -> Run:
+    """Train, checkpoint, export and sample (outputs under ``config.output_dir``).
+
+    Returns the ``Run`` (its ``adapter`` holds the trained policy) for callers
+    that go on working in Python.
+    """
+    run = setup(config)
+    accelerator, out = run.accelerator, run.out
+    state = TrainerState()
+    if resume is not None:
+        checkpoint = find_checkpoint(out, resume)
+        state = load_checkpoint(accelerator, checkpoint, run.pool)
+        accelerator.print(f"resumed from {checkpoint} at step {state.step}")
+    elif run.pool is not None:
+        run.pool.add(0, run.adapter.trainable_state())  # theta_0
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        accelerator.init_trackers("seppo-video", config=_flat(config.to_dict()))
+    metrics = MetricsLog(out / "metrics.jsonl", keep_until=state.step, enabled=accelerator.is_main_process)
+    ref_history: list[int] = []
+    progress = tqdm(total=config.train.max_steps, initial=state.step, desc=config.seppo.method,
+                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    started = time.perf_counter()
+    step_start, cycle_nonfinite = time.perf_counter(), False
+    for batch in iterate_batches(run, state):
+        with accelerator.accumulate(run.unet):
+            loss, stats, ref_index = compute_loss(run, batch, state)
+            state.batches_seen += 1
+            finite = _finite_everywhere(accelerator, loss)
+            if finite:
+                accelerator.backward(loss)
+            cycle_nonfinite |= not finite
+            if accelerator.sync_gradients and not cycle_nonfinite:
+                accelerator.clip_grad_norm_(run.unet.parameters(), config.train.max_grad_norm)
+                run.optimizer.step()
+                run.lr_scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        _count_nonfinite(state, cycle_nonfinite, config.train.max_nonfinite_in_row)
+        if run.ema is not None and not cycle_nonfinite:
+            run.ema.step([p for _, p in run.adapter.named_trainable_parameters()])
+        if run.method.grows_pool and state.step % config.seppo.ref_every == 0:
+            run.pool.add(state.step, run.adapter.trainable_state())
+        ref_history.append(ref_index)
+        record = {
+            "step": state.step,
+            "method": config.seppo.method,
+            "loss": loss.item() if finite else float("nan"),
+            **stats,
+            "ref_index": ref_index,
+            "skipped": cycle_nonfinite,
+            "lr": run.lr_scheduler.get_last_lr()[0],
+            "step_time": time.perf_counter() - step_start,
+            "peak_mem_mb": _peak_memory_mb(accelerator.device),
+        }
+        if state.step % config.train.log_every == 0:
+            metrics.write(record)
+            accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.step)
+        progress.update(1)
+        progress.set_postfix(loss=f"{record['loss']:.4f}", flip=f"{stats.get('flip_rate', 0.0):.2f}")
+        if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps:
+            save_checkpoint(accelerator, out, state, run.pool, config.train.checkpoints_keep)
+        step_start, cycle_nonfinite = time.perf_counter(), False
+        if state.step >= config.train.max_steps:
+            break
+    progress.close()
+    finish(run, state, ref_history, time.perf_counter() - started)
+    return run
+
+
+def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tensor, dict[str, float], int]:
+    """The method's loss on one micro-batch, its statistics, and the reference index (-1: none)."""
+    adapter, config = run.adapter, run.config
+    generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
+    x_w, embeds = winner_latents(run, batch)
+    if not run.method.uses_reference:
+        t, eps = draw_pair_noise(run.noise_scheduler, x_w, generator)
+        noisy = run.noise_scheduler.add_noise(x_w, eps, t)
+        error = per_sample_error(adapter.predict_noise(noisy, t, embeds, unet=run.unet), eps)
+        return sft_loss(error), {}, -1
+    ref_index = run.pool.select(run.method.ref_strategy, state.step)
+    reference = SwappedModule(run.accelerator.unwrap_model(run.unet), run.pool.get(ref_index))
+    x_other = second_samples(run, batch, embeds, reference, state, x_w)
+    noisy, t2, eps2 = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
+    embeds2 = torch.cat([embeds, embeds])
+    policy_err = per_sample_error(adapter.predict_noise(noisy, t2, embeds2, unet=run.unet), eps2)
+    with inference_mode(run.autocast_dtype, x_w.device):
+        ref_err = per_sample_error(adapter.predict_noise(noisy, t2, embeds2, unet=reference), eps2)
+    batch_size = x_w.shape[0]
+    loss, stats = preference_loss(
+        policy_err[:batch_size], policy_err[batch_size:], ref_err[:batch_size], ref_err[batch_size:],
+        beta=config.seppo.beta, num_train_timesteps=config.seppo.num_train_timesteps, aaf=run.method.aaf,
+    )
+    return loss, stats.as_dict(), ref_index
+
+
+def winner_latents(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Winner latents and prompt embeddings: from the latent cache, or encoded now."""
+    device = run.accelerator.device
+    if "latents" in batch:
+        return batch["latents"].to(device), batch["prompt_embeds"].to(device)
+    return run.adapter.encode_video(batch["pixels"].to(device)).float(), run.adapter.encode_prompt(batch["prompt"]).float()
+
+
+def second_samples(run: Run, batch: dict, embeds: torch.Tensor, reference, state: TrainerState, x_w: torch.Tensor):
+    """Real losers (Diffusion-DPO) or samples generated by the reference in latent space."""
+    if run.method.needs_losers:
+        if "loser_latents" in batch:
+            return batch["loser_latents"].to(x_w.device)
+        return run.adapter.encode_video(batch["loser_pixels"].to(x_w.device)).float()
+    seppo = run.config.seppo
+    rank, batch_size = run.accelerator.process_index, x_w.shape[0]
+    seeds = [_derive_seed(run.config.seed, "ref", state.batches_seen, rank, i) for i in range(batch_size)]
+    with inference_mode(run.autocast_dtype, x_w.device):
+        latents = sample_latents(
+            run.adapter, embeds, run.negative_embeds.to(embeds.dtype), seeds=seeds,
+            num_frames=x_w.shape[2], latent_size=tuple(x_w.shape[-2:]),
+            num_inference_steps=seppo.ref_sample_steps, guidance_scale=seppo.ref_guidance_scale,
+            eta=seppo.ref_eta, unet=reference,
+        )
+    return latents.float()
+
+
+def draw_pair_noise(noise_scheduler, x_w: torch.Tensor, generator: torch.Generator):
+    """One timestep and one noise tensor per pair (shared by the pair's two samples)."""
+    batch = x_w.shape[0]
+    steps = noise_scheduler.config.num_train_timesteps
+    t = torch.randint(0, steps, (batch,), generator=generator).to(x_w.device)
+    eps = torch.randn(x_w.shape, generator=generator).to(x_w.device, x_w.dtype)
+    return t, eps
+
+
+def noise_pairs(noise_scheduler, x_w: torch.Tensor, x_other: torch.Tensor, generator: torch.Generator):
+    """``q(x, t, eps)`` for winners and second samples stacked ``[x_w; x_other]``.
+
+    Both members of pair ``i`` get the same ``t_i`` and ``eps_i``: otherwise
+    ``d_w - d_ref`` would mostly measure the difference between two noise draws.
+    """
+    t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
+    t2, eps2 = torch.cat([t, t]), torch.cat([eps, eps])
+    return noise_scheduler.add_noise(torch.cat([x_w, x_other]), eps2, t2), t2, eps2
+
+
+# ======================================================================== data order
+
+
+def iterate_batches(run: Run, state: TrainerState):
+    """Batches in a seeded per-epoch order, sharded by rank, resumable at ``state.position``.
+
+    The order is a pure function of (seed, epoch), so a resumed run sees
+    exactly the batches the interrupted one would have seen next.
+    """
+    from torch.utils.data import DataLoader
+
+    from seppo_video.data import collate
+
+    config, accelerator = run.config, run.accelerator
+    size, world = len(run.dataset), accelerator.num_processes
+    per_batch = config.data.batch_size * world
+    per_epoch = size // per_batch
+    if per_epoch == 0:
+        raise ConfigError(
+            f"data.batch_size: {size} usable samples cannot fill one batch of {config.data.batch_size} "
+            f"on each of {world} processes"
+        )
+    while True:
+        order = torch.arange(size)
+        if config.data.shuffle:
+            order = torch.randperm(size, generator=torch.Generator().manual_seed(config.seed * 100_003 + state.epoch))
+        if hasattr(run.dataset, "set_epoch"):
+            run.dataset.set_epoch(state.epoch)  # fresh random frame windows each epoch, reproducibly
+        batches = order[: per_epoch * per_batch].view(per_epoch, world, config.data.batch_size)
+        mine = [batches[i, accelerator.process_index].tolist() for i in range(state.position, per_epoch)]
+        loader = DataLoader(run.dataset, batch_sampler=mine, collate_fn=collate, num_workers=config.data.num_workers)
+        for batch in loader:
+            state.position += 1
+            yield batch
+        state.epoch, state.position = state.epoch + 1, 0
+
+
+def _derive_seed(*parts: Any) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _batch_generator(seed: int, batches_seen: int, rank: int) -> torch.Generator:
+    """RNG for (t, eps) keyed by the batch counter: resumed runs draw the same numbers."""
+    return torch.Generator().manual_seed(_derive_seed(seed, "noise", batches_seen, rank))
+
+
+# ======================================================================== bookkeeping
+
+
+class MetricsLog:
+    """Append-only JSONL of step records; on resume, records past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, keep_until: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= keep_until]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        elif enabled and keep_until == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62
+
+
+def _finite_everywhere(accelerator, loss: torch.Tensor) -> bool:
+    """All ranks skip together, or DDP would hang waiting for a missing backward."""
+    flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
+
+
+def _count_nonfinite(state: TrainerState, skipped: bool, limit: int) -> None:
+    if not skipped:
+        state.nonfinite_in_row = 0
+        return
+    state.nonfinite_total += 1
+    state.nonfinite_in_row += 1
+    if state.nonfinite_in_row >= limit:
+        raise NonFiniteLossError(
+            f"{state.nonfinite_in_row} optimizer steps in a row had a non-finite loss (step {state.step}); "
+            "lower train.learning_rate or seppo.beta, or try train.mixed_precision='bf16' instead of 'fp16'"
+        )
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def _weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: float) -> None:
+    """Per-rank consistency record, then (main process) export, samples and summary."""
+    accelerator, out, config = run.accelerator, run.out, run.config
+    atomic_write_json(out / "ranks" / f"rank{accelerator.process_index}.json", {
+        "ref_indices": ref_history, "weights_sha256": _weights_digest(run.adapter.trainable_state()),
+    })
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        export_dir = _export(run, state)
+        if config.sample.prompts:
+            from seppo_video.sample import SampleSettings, sample_to_folder
+
+            settings = SampleSettings(
+                num_frames=config.data.num_frames, height=config.data.resolution, width=config.data.resolution,
+                num_inference_steps=config.sample.num_inference_steps,
+                guidance_scale=config.sample.guidance_scale, fps=config.sample.fps,
+            )
+            sample_to_folder(export_dir, config.sample.prompts, config.sample.seeds, settings, out / "samples",
+                             device=str(accelerator.device))
+        skips = getattr(run.dataset, "skips", None)
+        atomic_write_json(out / "summary.json", {
+            "steps": state.step, "method": config.seppo.method, "nonfinite_skipped": state.nonfinite_total,
+            "data_skips": skips.as_dict() if skips is not None and hasattr(skips, "as_dict") else None,
+            "wall_time_s": wall_time, "export": str(export_dir),
+        })
+        accelerator.print(f"done: {state.step} steps; export in {export_dir}; metrics in {out / 'metrics.jsonl'}")
+    accelerator.end_training()
+
+
+def _export(run: Run, state: TrainerState) -> Path:
+    """Export the policy (EMA weights when EMA is on), never the reference."""
+    params = [p for _, p in run.adapter.named_trainable_parameters()]
+    if run.ema is not None:
+        run.ema.store(params)
+        run.ema.copy_to(params)
+    try:
+        return export_weights(run.adapter, run.out / "export", run.config.model, method=run.config.seppo.method,
+                              steps=state.step, run_config=run.config.to_dict())
+    finally:
+        if run.ema is not None:
+            run.ema.restore(params)
+
+
+def export_checkpoint(run_dir: Path, which: str = "latest", out: Path | None = None) -> Path:
+    """``seppo-video export``: a checkpoint's trainable tensors in diffusers format."""
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    checkpoint = find_checkpoint(run_dir, which)
+    adapter = load_adapter(config.model)
+    tensors = read_trainable(checkpoint)
+    missing, unexpected = adapter.unet.load_state_dict(tensors, strict=False)
+    if unexpected:
+        raise RuntimeError(f"{checkpoint}: tensors the model does not have, e.g. {unexpected[:3]}")
+    steps = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+    return export_weights(adapter, out or run_dir / "export", config.model, method=config.seppo.method,
+                          steps=steps, run_config=config.to_dict())
+
+
+if __name__ == "__main__":  # `accelerate launch -m seppo_video.train --config ...`
+    import sys
+
+    from seppo_video.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
