@@ -33,7 +33,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in tiny demo, same as configs/tiny.yaml)")
     p.add_argument("--resume", default=None, metavar="latest|PATH", help="continue from the newest or a given checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=10")
-    p.set_defaults(run=_run_train)
+    p.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -66,7 +66,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=8)
     p.add_argument("--gif", action="store_true", help="also write a gif next to each mp4")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.set_defaults(run=_run_sample)
+    p.set_defaults(handler=_run_sample)
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="the run folder (its config.yaml is read)")
     p.add_argument("--checkpoint", default="latest", metavar="latest|PATH")
     p.add_argument("--out", type=Path, default=None, help="default: <run>/export")
-    p.set_defaults(run=_run_export)
+    p.set_defaults(handler=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -112,7 +112,7 @@ def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=["animatediff", "modelscope", "sd"], required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_run_make_tiny)
+    p.set_defaults(handler=_run_make_tiny)
 
 
 def _run_make_tiny(args: argparse.Namespace) -> int:
@@ -134,7 +134,7 @@ def _add_make_demo_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_run_make_demo_data)
+    p.set_defaults(handler=_run_make_demo_data)
 
 
 def _run_make_demo_data(args: argparse.Namespace) -> int:
@@ -155,7 +155,7 @@ def _add_cache_latents(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.set_defaults(run=_run_cache_latents)
+    p.set_defaults(handler=_run_cache_latents)
 
 
 def _run_cache_latents(args: argparse.Namespace) -> int:
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from seppo_video.data import DataError
 
     try:
-        return args.run(args)
+        return args.handler(args)
     except ConfigError as err:
         print(f"seppo-video {args.command}: config error: {err}", file=sys.stderr)
         return 2

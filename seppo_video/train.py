@@ -79,6 +79,7 @@ def setup(config: Config) -> Run:
     method = resolve_method(config.seppo)
     out = Path(config.output_dir)
     accelerator = Accelerator(
+        cpu=_multi_process_without_gpu(),
         mixed_precision=config.train.mixed_precision,
         gradient_accumulation_steps=config.train.gradient_accumulation_steps,
         log_with=_tracker(config.train.log_with),
@@ -128,6 +129,17 @@ def setup(config: Config) -> Run:
         autocast_dtype=weight_dtype,
         out=out,
     )
+
+
+def _multi_process_without_gpu() -> bool:
+    """``accelerate launch --multi_gpu`` on a machine without CUDA: run DDP on CPUs (gloo).
+
+    Accelerate only sets up a CPU process group when told it is on the CPU;
+    without this every process would believe it is rank 0 of 1.
+    """
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def _tracker(name: str) -> list[str] | None:
@@ -208,7 +220,7 @@ def train(config: Config, resume: str | None = None) -> Run:
         if not accelerator.sync_gradients:
             continue
         state.step += 1
-        _count_nonfinite(state, cycle_nonfinite, config.train.max_nonfinite_in_row)
+        _count_nonfinite(state, cycle_nonfinite)
         if run.ema is not None and not cycle_nonfinite:
             run.ema.step([p for _, p in run.adapter.named_trainable_parameters()])
         if run.method.grows_pool and state.step % config.seppo.ref_every == 0:
@@ -228,6 +240,7 @@ def train(config: Config, resume: str | None = None) -> Run:
         if state.step % config.train.log_every == 0:
             metrics.write(record)
             accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.step)
+        _stop_if_diverged(state, config.train.max_nonfinite_in_row)
         progress.update(1)
         progress.set_postfix(loss=f"{record['loss']:.4f}", flip=f"{stats.get('flip_rate', 0.0):.2f}")
         if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps:
@@ -394,12 +407,12 @@ def _finite_everywhere(accelerator, loss: torch.Tensor) -> bool:
     return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
 
 
-def _count_nonfinite(state: TrainerState, skipped: bool, limit: int) -> None:
-    if not skipped:
-        state.nonfinite_in_row = 0
-        return
-    state.nonfinite_total += 1
-    state.nonfinite_in_row += 1
+def _count_nonfinite(state: TrainerState, skipped: bool) -> None:
+    state.nonfinite_total += skipped
+    state.nonfinite_in_row = state.nonfinite_in_row + 1 if skipped else 0
+
+
+def _stop_if_diverged(state: TrainerState, limit: int) -> None:
     if state.nonfinite_in_row >= limit:
         raise NonFiniteLossError(
             f"{state.nonfinite_in_row} optimizer steps in a row had a non-finite loss (step {state.step}); "
