@@ -18,7 +18,7 @@ examples:
   seppo-video train --config configs/tiny.yaml train.max_steps=20 seppo.method=sft
   seppo-video train --config configs/tiny.yaml --resume latest
   seppo-video sample --model runs/tiny/export --prompt "ice melting, time-lapse" --out samples/
-  seppo-video eval generate --model runs/tiny/export --prompts data/chronomagic_sample.csv --out bench/
+  seppo-video eval generate --model runs/tiny/export --prompts data/chronomagic_bench_sample.csv --out bench/
   seppo-video view --runs runs/tiny
 """
 

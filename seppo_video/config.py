@@ -156,13 +156,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for item in overrides:
-        _apply_override(raw, item)
-    config = _build(Config, raw, prefix="")
+        apply_override(raw, item)
+    config = build_dataclass(Config, raw, prefix="")
     validate(config)
     return config
 
 
-def _apply_override(raw: dict[str, Any], item: str) -> None:
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` (value parsed as YAML) in a raw config mapping."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value (e.g. train.max_steps=10)")
     key, text = item.split("=", 1)
@@ -176,7 +177,8 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
+def build_dataclass(cls: type, raw: Any, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and type (errors name ``prefix`` + key)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -193,7 +195,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value if value is not None else {}, prefix=f"{key}.")
+        return build_dataclass(tp, value if value is not None else {}, prefix=f"{key}.")
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

@@ -6,6 +6,7 @@ files / CLIP folders through the same loader a real run uses.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -22,7 +23,11 @@ from seppo_video.evaluation.metrics.gpt4o import gpt4o_frames, parse_rating
 from seppo_video.evaluation.metrics.preference import ClipFamilyScore, HPSv2Score
 from seppo_video.evaluation.metrics.registry import set_distance
 from seppo_video.evaluation.tiny_extractors import ensure_tiny_extractors
-from seppo_video.evaluation.video import evenly_spaced_indices, quarter_step_indices, segment_middle_indices
+from seppo_video.evaluation.video import (
+    evenly_spaced_indices,
+    quarter_step_indices,
+    segment_middle_indices,
+)
 
 CPU = torch.device("cpu")
 
@@ -90,7 +95,7 @@ def test_distribution_metric_is_zero_on_itself_and_grows_with_perturbation(tiny,
         perturbed = [np.clip(v + sigma * n, 0, 255).astype(np.uint8) for v, n in zip(videos, noise)]
         distances.append(set_distance(name, [metric.features(v) for v in perturbed], reference, 0).value)
     assert distances[0] == pytest.approx(0.0, abs=1e-6)
-    assert all(later > earlier for earlier, later in zip(distances, distances[1:])), distances
+    assert all(later > earlier for earlier, later in itertools.pairwise(distances)), distances
 
 
 # ---------------------------------------------------------------- SSIM / PSNR / LPIPS

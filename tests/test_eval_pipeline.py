@@ -88,7 +88,7 @@ def test_videos_are_written_in_the_benchmark_layout(bench):
 
 
 def test_report_has_every_configured_metric_with_intervals(bench):
-    report = json.loads((bench["out"] / "report" / "report.json").read_text())
+    report = json.loads((bench["out"] / "report.json").read_text())
     (run,) = report["runs"]
     assert set(run["metrics"]) == EXPECTED_METRICS
     assert set(run["skipped"]) == {"hpsv2", "gpt4o_mtscore"} and "HPS" in run["skipped"]["hpsv2"]
@@ -101,15 +101,18 @@ def test_report_has_every_configured_metric_with_intervals(bench):
     assert run["metrics"]["umt_fvd"]["details"][0]["distinct_subsets"] == 1  # 2 videos: every subset is the set
     assert {"torch", "diffusers", "transformers"} <= set(report["versions"])
     assert report["config"]["seeds"] == [0, 1]
+    rows = {row["metric"]: row for row in report["rows"]}  # the flat table the run viewer reads
+    assert set(rows) == {entry["title"] for entry in run["metrics"].values()}
+    assert all(row["run"] == MODEL and math.isfinite(row["mean"]) for row in rows.values())
 
 
 def test_leaderboard_csv_and_markdown(bench):
-    with (bench["out"] / "report" / "leaderboard.csv").open() as handle:
+    with (bench["out"] / "leaderboard.csv").open() as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == BENCH_COLUMNS
     assert rows[1][:2] == [MODEL, "AnimateDiff"] and rows[1][-1] == ""  # GPT4o-MTScore not run
     assert all(math.isfinite(float(v)) for v in rows[1][2:6])
-    markdown = (bench["out"] / "report" / "report.md").read_text()
+    markdown = (bench["out"] / "report.md").read_text()
     assert "AnimateDiff-V3 | 197.89 | 2.944 | 0.467 | 70.85 | 2.62" in markdown
     assert "11.09" in markdown and "formula change" in markdown
     assert "median" in markdown and "HPSv2" in markdown
@@ -121,7 +124,7 @@ def test_per_video_metric_merges_over_videos_then_sets(bench):
     for set_name in ("1", "2"):
         records = json.loads((scores / set_name / "mtscore.json").read_text())["records"]
         set_means.append(np.mean([r["score"] for r in records.values()]))
-    run = json.loads((bench["out"] / "report" / "report.json").read_text())["runs"][0]
+    run = json.loads((bench["out"] / "report.json").read_text())["runs"][0]
     assert run["metrics"]["mtscore"]["mean"] == pytest.approx(np.mean(set_means))
 
 
@@ -148,7 +151,7 @@ def test_scoring_resumes_from_per_video_records(bench):
     set_dir = bench["out"] / "scores" / MODEL / "sets" / "1"
     store = set_dir / "chscore.json"
     data = json.loads(store.read_text())
-    dropped = sorted(data["records"])[0]
+    dropped = min(data["records"])
     kept = {k: v for k, v in data["records"].items() if k != dropped}
     store.write_text(json.dumps({**data, "records": kept}))
     features = sorted((set_dir / "features" / "fvd").glob("*.npy"))

@@ -44,9 +44,9 @@ def test_interval_is_reproducible_and_narrows_with_more_seeds():
     widths = {2: [], 10: []}
     for _ in range(5):
         full = scores(20, 10, rng)
-        for seeds in widths:
+        for seeds, found in widths.items():
             summary = summarize(full[:, :seeds], n_boot=400, seed=0)
-            widths[seeds].append(summary.ci_high - summary.ci_low)
+            found.append(summary.ci_high - summary.ci_low)
     assert np.mean(widths[10]) < np.mean(widths[2])
     matrix = scores(10, 3, rng)
     assert summarize(matrix, n_boot=200, seed=7) == summarize(matrix, n_boot=200, seed=7)

@@ -32,30 +32,17 @@ SECRET = "TOP-SECRET-NOT-IN-ANY-RUN"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_fake_run(path: Path, prompts: list[str], seeds: list[int], method: str) -> Path:
-    """A run folder in the layout of docs/run_layout.md: samples, metrics.jsonl and a hand-written export.
+def make_tiny_run(path: Path, prompts: list[str], seeds: list[int], method: str) -> Path:
+    """A real tiny training run (the demo's model and data): metrics, export and samples."""
+    from seppo_video.config import load_config
+    from seppo_video.train import train
 
-    Stands in for a real tiny training run until the training loop writes one.
-    """
-    from seppo_video.models.tiny import ensure_tiny
-    from seppo_video.sample import SampleSettings, sample_to_folder
-
-    settings = SampleSettings(num_frames=8, height=64, width=64, num_inference_steps=4)
-    sample_to_folder("tiny:animatediff", prompts, seeds, settings, path / "samples")
-    offset = len(method) / 10
-    records = [
-        {"step": step, "loss": 1 / (step + offset), "d_w": 0.1, "d_ref": 0.2, "flip_rate": 0.05 * step * offset,
-         "implicit_acc": 0.5 + 0.04 * step, "ref_index": 0, "lr": 1e-4, "step_time": 0.5, "peak_mem_mb": 10.0,
-         "method": method}
-        for step in range(1, 11)
+    overrides = [
+        f"output_dir={path}", f"seppo.method={method}", "train.max_steps=6", "train.log_with=none",
+        "seppo.ref_sample_steps=2", "seppo.ref_every=2", "sample.num_inference_steps=4",
+        f"sample.prompts={json.dumps(prompts)}", f"sample.seeds={json.dumps(seeds)}",
     ]
-    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    export = path / "export"
-    export.mkdir(exist_ok=True)
-    info = {"format": 1, "kind": "animatediff", "component": "motion_adapter", "trainable": "motion",
-            "method": method, "steps": 0, "base": {"pretrained": "tiny", "motion_adapter": None}}
-    (export / "seppo_export.json").write_text(json.dumps(info))
-    shutil.copytree(ensure_tiny("animatediff") / "motion_adapter", export / "motion_adapter", dirs_exist_ok=True)
+    train(load_config(None, overrides))
     return path
 
 
@@ -81,8 +68,8 @@ def make_broken_run(path: Path, secret: Path) -> Path:
 def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("viewer-runs")
     (root / "secret.txt").write_text(SECRET)
-    make_fake_run(root / "seppo", PROMPTS, SEEDS, "seppo")
-    make_fake_run(root / "sft", PROMPTS[:2], SEEDS, "sft")
+    make_tiny_run(root / "seppo", PROMPTS, SEEDS, "seppo")
+    make_tiny_run(root / "sft", PROMPTS[:2], SEEDS, "sft")
     write_report(root / "seppo" / "eval", ["seppo", "sft"])
     make_broken_run(root / "broken", root / "secret.txt")
     return root

@@ -150,7 +150,11 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 def _run_compare(args: argparse.Namespace) -> int:
     from seppo_video.evaluation.config import load_eval_config
-    from seppo_video.evaluation.report import ModelScores, compare_runs, write_comparison
+    from seppo_video.evaluation.report import (
+        ModelScores,
+        compare_runs,
+        write_comparison,
+    )
 
     config = load_eval_config(args.config, args.overrides)
     paths = write_comparison(compare_runs(ModelScores(args.a), ModelScores(args.b), config.stats), args.out)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from seppo_video.config import ConfigError, _apply_override, _build
+from seppo_video.config import ConfigError, apply_override, build_dataclass
 from seppo_video.evaluation.backends import BackendSpec
 
 
@@ -86,7 +86,7 @@ class Gpt4oConfig:
 
 @dataclass
 class EvalConfig:
-    out: str = "runs/eval"  # videos/, scores/, report/ are written under it
+    out: str = "runs/eval"  # videos/, scores/ and the report files (report.json, ...) go here
     prompts: str = "data/chronomagic_bench_sample.csv"
     max_prompts: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one sample set per seed
@@ -111,8 +111,8 @@ def load_eval_config(path: str | Path | None = None, overrides: list[str] | tupl
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
     for item in overrides:
-        _apply_override(raw, item)
-    config = _build(EvalConfig, raw, prefix="")
+        apply_override(raw, item)
+    config = build_dataclass(EvalConfig, raw, prefix="")
     _validate(config)
     return config
 

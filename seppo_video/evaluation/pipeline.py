@@ -9,7 +9,13 @@ from seppo_video.evaluation.config import EvalConfig
 from seppo_video.evaluation.generate import generate_videos
 from seppo_video.evaluation.metrics.registry import parse_metric_names
 from seppo_video.evaluation.prompts import read_prompts
-from seppo_video.evaluation.report import ModelScores, compare_runs, summarize_run, write_comparison, write_report
+from seppo_video.evaluation.report import (
+    ModelScores,
+    compare_runs,
+    summarize_run,
+    write_comparison,
+    write_report,
+)
 from seppo_video.evaluation.score import score_videos
 from seppo_video.evaluation.tiny_extractors import resolve_tiny
 from seppo_video.sample import SampleSettings
@@ -18,10 +24,12 @@ from seppo_video.sample import SampleSettings
 def run_pipeline(
     config: EvalConfig, metrics: list[str] | None = None, overwrite: bool = False, config_path: str | None = None
 ) -> dict[str, Path]:
-    """Everything under ``config.out``: ``videos/``, ``scores/``, ``report/``.
+    """Everything under ``config.out``: ``videos/``, ``scores/``, and the report files.
 
-    The first model is the baseline: each further model gets a paired
-    comparison against it in ``report/compare-<model>-vs-<baseline>/``.
+    The report (``report.json``, ``leaderboard.csv``, ``report.md``) goes in
+    ``config.out`` itself, so ``out: runs/<run>/eval`` puts it where the run
+    viewer looks. The first model is the baseline: each further model gets a
+    paired comparison against it in ``compare-<model>-vs-<baseline>/``.
     Returns the report's paths.
     """
     out = Path(config.out)
@@ -39,8 +47,8 @@ def run_pipeline(
         run = summarize_run(scores[-1], config.stats)
         runs.append({**run, "backbone": entry.backbone or run["backbone"]})
     context = {"config": asdict(config), "config_path": config_path, "stats": asdict(config.stats)}
-    paths = write_report(runs, out / "report", context)
+    paths = write_report(runs, out, context)
     for other in scores[1:]:
         comparison = compare_runs(other, scores[0], config.stats)
-        write_comparison(comparison, out / "report" / f"compare-{other.name}-vs-{scores[0].name}")
+        write_comparison(comparison, out / f"compare-{other.name}-vs-{scores[0].name}")
     return paths

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +28,7 @@ from seppo_video.evaluation.metrics.registry import METRICS, set_distance
 from seppo_video.evaluation.records import FeatureStore, RecordStore
 from seppo_video.evaluation.score import META_FILE
 from seppo_video.evaluation.stats import (
+    Estimator,
     FeatureSet,
     bootstrap_distribution,
     paired_bootstrap_distribution,
@@ -56,6 +57,7 @@ PUBLISHED = {
         "CogVideoX-2B": (195.52, 3.240, 0.472, 38.64, 3.09),
     },
 }
+PUBLISHED_DIGITS = (2, 3, 3, 2, 2)
 PRE_CHANGE_CHSCORE = {"AnimateDiff-V3": 11.09, "ModelScopeT2V": 10.64}
 
 
@@ -140,7 +142,7 @@ def _video_summary(scores: ModelScores, name: str, stats: StatsConfig) -> dict[s
     return summarize(matrix, stats.confidence, stats.bootstrap, stats.seed).to_dict()
 
 
-def _distance_estimator(name: str, reference: list[np.ndarray], seed: int):
+def _distance_estimator(name: str, reference: list[np.ndarray], seed: int) -> Estimator:
     def estimator(sets: list[list[np.ndarray]]) -> float:
         return float(np.mean([set_distance(name, videos, reference, seed).value for videos in sets]))
 
@@ -216,7 +218,7 @@ def _paired_distribution(
     return {"mean": point, "ci_low": low, "ci_high": high, "confidence": stats.confidence, "n_sets": len(sets)}
 
 
-def _estimate_present(estimator, sets: list[FeatureSet]) -> float:
+def _estimate_present(estimator: Estimator, sets: list[FeatureSet]) -> float:
     return estimator([[v for v in videos if v is not None] for videos in sets])
 
 
@@ -243,11 +245,24 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, context: dict[str,
         "versions": package_versions(),
         **context,
         "runs": runs,
+        "rows": flat_rows(runs),
     }
     atomic_write_json(paths["json"], document)
     atomic_write_text(paths["csv"], leaderboard_csv(runs))
     atomic_write_text(paths["markdown"], report_markdown(runs, context))
     return paths
+
+
+def flat_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (run, metric) with a value: what the run viewer's evaluation table reads."""
+    return [
+        {"run": run["model_name"], "model": run["model"], "metric": entry["title"], "mean": entry["mean"],
+         "ci_low": entry.get("ci_low"), "ci_high": entry.get("ci_high"), "n_prompts": entry.get("n_prompts"),
+         "n_sets": entry.get("n_sets"), "higher_is_better": entry["higher_is_better"]}
+        for run in runs
+        for entry in run["metrics"].values()
+        if entry.get("mean") is not None
+    ]
 
 
 def write_comparison(comparison: dict[str, Any], out: str | Path) -> dict[str, Path]:
@@ -310,13 +325,14 @@ def report_markdown(runs: list[dict[str, Any]], context: dict[str, Any]) -> str:
 def _header(runs: list[dict[str, Any]], context: dict[str, Any]) -> list[str]:
     stats = context.get("stats", {})
     confidence = round(100 * stats.get("confidence", 0.95))
-    lines = [
+    legend = (
         f"Cells: mean over videos, then over sample sets (seeds) [{confidence}% bootstrap interval over prompts "
         f"and seeds: {stats.get('bootstrap')} resamples for per-video metrics, {stats.get('distribution_bootstrap')} "
         f"for Fréchet distances, seed {stats.get('seed')}]. CHScore also shows the median: it is a reciprocal, "
-        "and one near-static video can dominate its mean.",
-        "",
-    ]
+        "and one near-static video can dominate its mean. Fréchet-distance intervals resample videos with "
+        "replacement, which duplicates rows and biases distances upward: read them as spread, not as exact coverage."
+    )
+    lines = [legend, ""]
     for run in runs:
         seeds = ", ".join(f"set {k}: seed {s}" for k, s in run["seeds"].items()) or "unknown"
         lines.append(f"- **{run['model_name']}** (`{run['model']}`): {run['n_prompts']} prompts, "
@@ -324,7 +340,9 @@ def _header(runs: list[dict[str, Any]], context: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _table(runs, first: list[str], metrics: Sequence[str], lead) -> list[str]:
+def _table(
+    runs: list[dict[str, Any]], first: list[str], metrics: Sequence[str], lead: Callable[[dict[str, Any]], list[str]]
+) -> list[str]:
     header = [*first, *(f"{METRICS[m].title} {_arrow(m)}" for m in metrics)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
@@ -367,14 +385,17 @@ def _skipped(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def _published() -> list[str]:
-    lines = ["## Published ChronoMagic-Bench leaderboard (for context)", "",
-             "Source: the benchmark's current leaderboard files (ChronoMagic-Bench, PKU-YuanGroup, NeurIPS 2024 "
-             "D&B). Figures from a different prompt set, resolution or frame count are not directly comparable "
-             "with the runs above.", ""]
+    source = (
+        "Source: the benchmark's current leaderboard files (ChronoMagic-Bench, PKU-YuanGroup, NeurIPS 2024 D&B). "
+        "Figures from a different prompt set, resolution or frame count are not directly comparable with the runs above."
+    )
+    lines = ["## Published ChronoMagic-Bench leaderboard (for context)", "", source, ""]
+    header = "| " + " | ".join(LEADERBOARD_COLUMNS[:1] + LEADERBOARD_COLUMNS[2:]) + " |"
     for title, rows in PUBLISHED.items():
-        lines += [f"### {title}", "", "| " + " | ".join(LEADERBOARD_COLUMNS[:1] + LEADERBOARD_COLUMNS[2:]) + " |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {model} | " + " | ".join(str(v) for v in values) + " |" for model, values in rows.items()]
+        lines += [f"### {title}", "", header, "|---|---|---|---|---|---|"]
+        for model, values in rows.items():
+            cells = [f"{v:.{digits}f}" for v, digits in zip(values, PUBLISHED_DIGITS)]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
     old = ", ".join(f"{m} {v}" for m, v in PRE_CHANGE_CHSCORE.items())
     lines.append(f"CHScore values quoted elsewhere ({old}) predate the October 2024 formula change and are not "
@@ -383,9 +404,11 @@ def _published() -> list[str]:
 
 
 def comparison_markdown(comparison: dict[str, Any]) -> str:
-    lines = [f"# Paired comparison: {comparison['a']} − {comparison['b']}", "",
-             f"Same {comparison['n_prompts']} prompts and sets {', '.join(comparison['sets'])}; intervals from a "
-             "crossed bootstrap over prompts and seeds with both runs resampled together.", "",
+    intro = (
+        f"Same {comparison['n_prompts']} prompts and sets {', '.join(comparison['sets'])}; intervals from a "
+        "crossed bootstrap over prompts and seeds with both runs resampled together."
+    )
+    lines = [f"# Paired comparison: {comparison['a']} − {comparison['b']}", "", intro, "",
              "| Metric | difference [interval] | better |", "|---|---|---|"]
     for entry in comparison["metrics"].values():
         if entry.get("mean") is None:

@@ -83,13 +83,15 @@ def _score_set(
     features = {m.name: FeatureStore(out / "features" / m.name, m.fingerprint(), overwrite) for m in metrics.distribution}
     stores: list[Any] = [*records.values(), *features.values()]
     pending = [p for p in prompts if any(p.videoid not in store for store in stores)]
-    missing = []
+    missing, unreferenced = [], []
     for prompt in tqdm(pending, desc=f"scoring {videos.parent.name}/{videos.name}", unit="video"):
         path = find_video(videos, prompt.videoid)
         if path is None:
             missing.append(prompt.videoid)
             continue
         reference_path = find_video(reference, prompt.videoid) if reference is not None else None
+        if reference is not None and reference_path is None:
+            unreferenced.append(prompt.videoid)
         item = VideoItem(prompt.videoid, prompt.prompt, read_video(path),
                          lambda p=reference_path: read_video(p) if p is not None else None)
         for metric in metrics.video:
@@ -100,6 +102,9 @@ def _score_set(
                 features[metric.name].add(prompt.videoid, metric.features(item.frames))
     if missing:
         logger.warning("%s: %d of %d videos missing, e.g. %s", videos, len(missing), len(prompts), missing[0])
+    if unreferenced:
+        logger.warning("%s: no reference clip for %d video(s), e.g. %s; reference metrics skip them",
+                       reference, len(unreferenced), unreferenced[0])
     return missing
 
 

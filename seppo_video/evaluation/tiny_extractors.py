@@ -10,6 +10,7 @@ numbers mean nothing.
 from __future__ import annotations
 
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seppo_video.atomic import atomic_directory
+from seppo_video.evaluation.config import EvalConfig
 from seppo_video.models.tiny import build_tokenizer, default_cache_dir
 
 VERSION = 1
@@ -130,11 +132,11 @@ def _tiny_clip(folder: Path, tokenizer_dir: Path) -> None:
     tokenizer = build_tokenizer(tokenizer_dir)
     size = len(tokenizer)
     config = CLIPConfig(
-        text_config=dict(vocab_size=size, hidden_size=DIM, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=size - 2,
-                         eos_token_id=size - 1, pad_token_id=size - 1),
-        vision_config=dict(hidden_size=DIM, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
+        text_config={"vocab_size": size, "hidden_size": DIM, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "max_position_embeddings": 77, "bos_token_id": size - 2,
+                     "eos_token_id": size - 1, "pad_token_id": size - 1},
+        vision_config={"hidden_size": DIM, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 4, "image_size": 32, "patch_size": 8},
         projection_dim=DIM,
     )
     CLIPModel(config).save_pretrained(folder)
@@ -201,14 +203,11 @@ def write_tiny_reference_videos(videoids: list[str], out: str | Path, frames: in
     return out
 
 
-def resolve_tiny(config, videoids: list[str], frames: int = 16, size: int = 64) -> None:
+def resolve_tiny(config: EvalConfig, videoids: list[str], frames: int = 16, size: int = 64) -> None:
     """Replace ``tiny`` in ``weights.*.path`` / ``.tokenizer`` and ``reference.videos`` by real stand-in paths.
 
-    ``config`` is an :class:`~seppo_video.evaluation.config.EvalConfig`; the
-    synthetic reference clips are written under ``<config.out>/reference_videos``.
+    The synthetic reference clips are written under ``<config.out>/reference_videos``.
     """
-    from dataclasses import fields
-
     paths: dict[str, Path] | None = None
     for entry in fields(config.weights):
         spec = getattr(config.weights, entry.name)

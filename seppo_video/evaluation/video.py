@@ -59,7 +59,7 @@ def evenly_spaced_indices(n: int, count: int) -> list[int]:
     """``count`` indices from the first to the last frame (repeats when ``n < count``)."""
     if count == 1:
         return [0]
-    return [int(round(x)) for x in np.linspace(0, n - 1, count)]
+    return [round(x) for x in np.linspace(0, n - 1, count).tolist()]
 
 
 # ---------------------------------------------------------------- tensors

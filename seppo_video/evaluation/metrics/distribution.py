@@ -8,7 +8,11 @@ import numpy as np
 import torch
 
 from seppo_video.evaluation.backends import BackendSpec, load_backend
-from seppo_video.evaluation.video import center_crop_resize, evenly_spaced_indices, to_tensor
+from seppo_video.evaluation.video import (
+    center_crop_resize,
+    evenly_spaced_indices,
+    to_tensor,
+)
 
 
 class FID:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from seppo_video.evaluation.backends import BackendSpec, load_backend
 from seppo_video.evaluation.metrics.base import VideoItem

@@ -115,7 +115,12 @@ def build_metrics(config: EvalConfig, requested: list[str] | None, has_reference
 
 
 def _construct(name: str, config: EvalConfig, device: torch.device) -> Any:
-    from seppo_video.evaluation.metrics import chronomagic, distribution, paired, preference
+    from seppo_video.evaluation.metrics import (
+        chronomagic,
+        distribution,
+        paired,
+        preference,
+    )
     from seppo_video.evaluation.metrics.gpt4o import GPT4oMTScore
 
     weights, scoring = config.weights, config.scoring
