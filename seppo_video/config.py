@@ -147,6 +147,13 @@ class Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML file (or the defaults), apply ``a.b=value`` overrides, validate."""
+    config = load_dataclass(Config, path, overrides)
+    validate(config)
+    return config
+
+
+def load_dataclass(cls: type, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Build the schema ``cls`` from a YAML file (optional) and overrides, checking every key and type."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -157,9 +164,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for item in overrides:
         apply_override(raw, item)
-    config = build_dataclass(Config, raw, prefix="")
-    validate(config)
-    return config
+    return build_dataclass(cls, raw, prefix="")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from seppo_video.atomic import atomic_directory
 from seppo_video.config import ModelConfig
-from seppo_video.models.adapters import ModelPaths, VideoDiffusionAdapter, resolve_paths
+from seppo_video.models.adapters import ADAPTERS, ModelPaths, VideoDiffusionAdapter, resolve_paths
 
 EXPORT_INFO = "seppo_export.json"
 
@@ -150,11 +150,8 @@ def load_pipeline(model: str | Path, scheduler: str = "ddim"):
         kind = info["kind"]
     else:
         kind, base = _locate_base(model)
-    pipeline_class = {
-        "animatediff": diffusers.AnimateDiffPipeline,
-        "modelscope": diffusers.TextToVideoSDPipeline,
-        "sd": diffusers.StableDiffusionPipeline,
-    }[kind]
+    adapter_class = ADAPTERS[kind]
+    pipeline_class = getattr(diffusers, adapter_class.pipeline_class_name)
     kwargs: dict[str, Any] = {}
     if kind == "animatediff":
         motion_dir = Path(model) / "motion_adapter" if info and info["component"] == "motion_adapter" else None
@@ -162,11 +159,7 @@ def load_pipeline(model: str | Path, scheduler: str = "ddim"):
     if kind == "sd":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if info and info["component"] == "unet":
-        unet_class = {
-            "animatediff": diffusers.UNetMotionModel,
-            "modelscope": diffusers.UNet3DConditionModel,
-            "sd": diffusers.UNet2DConditionModel,
-        }[kind]
+        unet_class = getattr(diffusers, adapter_class.unet_class_name)
         kwargs["unet"] = unet_class.from_pretrained(Path(model) / "unet")
     pipe = pipeline_class.from_pretrained(str(base.pipeline), **kwargs)
     if info and info["component"] == "lora":

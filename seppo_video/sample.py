@@ -22,8 +22,11 @@ class SampleSettings:
 
 
 def pipeline_kind(pipe: Any) -> str:
+    """``animatediff`` / ``modelscope`` / ``sd`` for a diffusers pipeline object."""
+    from seppo_video.models.adapters import ADAPTERS
+
     name = type(pipe).__name__
-    return {"AnimateDiffPipeline": "animatediff", "TextToVideoSDPipeline": "modelscope"}.get(name, "sd")
+    return next((kind for kind, cls in ADAPTERS.items() if cls.pipeline_class_name == name), "sd")
 
 
 @torch.no_grad()

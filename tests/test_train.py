@@ -218,3 +218,20 @@ def test_two_process_run_agrees_on_references_and_weights(tmp_path, repo_root):
     assert ranks[0]["ref_indices"] == ranks[1]["ref_indices"]
     assert len(set(ranks[0]["ref_indices"])) > 1 or max(ranks[0]["ref_indices"]) > 0  # uniform over a growing pool
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+
+
+def test_ema_weights_are_exported_and_checkpointed(tmp_path):
+    from safetensors.torch import load_file
+
+    config = _config(tmp_path, "seppo.method=sft", "train.max_steps=3", "train.learning_rate=0.01",
+                     "train.ema.enabled=true", "train.ema.decay=0.5", "train.checkpoint_every=3")
+    run = train(config)
+    exported = load_file(str(tmp_path / "export" / "motion_adapter" / "diffusion_pytorch_model.safetensors"))
+    live = dict(run.adapter.named_trainable_parameters())
+    shadow = dict(zip([n for n, _ in run.adapter.named_trainable_parameters()], run.ema.shadow_params))
+    name = next(n for n in live if n.endswith("proj_in.weight"))
+    key = name  # MotionAdapter keys keep the UNetMotionModel names of motion modules
+    assert key in exported
+    torch.testing.assert_close(exported[key], shadow[name].detach())
+    assert not torch.allclose(exported[key], live[name].detach())
+    assert any(p.name.startswith("custom_checkpoint") for p in (tmp_path / "checkpoints" / "step-000003").iterdir())

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from seppo_video.config import ConfigError, apply_override, build_dataclass
+from seppo_video.config import ConfigError, load_dataclass
 from seppo_video.evaluation.backends import BackendSpec
 
 
@@ -102,17 +99,7 @@ class EvalConfig:
 
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
     """Read an eval YAML (or the defaults), apply ``a.b=value`` overrides, validate."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"eval config not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-    for item in overrides:
-        apply_override(raw, item)
-    config = build_dataclass(EvalConfig, raw, prefix="")
+    config = load_dataclass(EvalConfig, path, overrides)
     _validate(config)
     return config
 

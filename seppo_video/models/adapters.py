@@ -46,6 +46,7 @@ class VideoDiffusionAdapter:
 
     kind: str = ""
     pipeline_class_name: str = ""
+    unet_class_name: str = ""  # the diffusers class stored in the pipeline's unet/ folder
 
     def __init__(self, paths: ModelPaths, unet: nn.Module, vae_chunk_frames: int = 8):
         from diffusers import AutoencoderKL, DDIMScheduler
@@ -63,6 +64,13 @@ class VideoDiffusionAdapter:
             frozen.requires_grad_(False)
             frozen.eval()
         self.trainable_mode: str | None = None
+
+    @classmethod
+    def load(cls, paths: ModelPaths, vae_chunk_frames: int = 8) -> "VideoDiffusionAdapter":
+        import diffusers
+
+        unet = getattr(diffusers, cls.unet_class_name).from_pretrained(paths.pipeline, subfolder="unet")
+        return cls(paths, unet, vae_chunk_frames)
 
     # ------------------------------------------------------------ properties
     @property
@@ -258,6 +266,7 @@ class AnimateDiffAdapter(VideoDiffusionAdapter):
 
     kind = "animatediff"
     pipeline_class_name = "AnimateDiffPipeline"
+    unet_class_name = "UNetMotionModel"  # built from the SD UNet + MotionAdapter, saved as such in full exports
 
     @classmethod
     def load(cls, paths: ModelPaths, vae_chunk_frames: int = 8) -> "AnimateDiffAdapter":
@@ -287,13 +296,7 @@ class ModelScopeAdapter(VideoDiffusionAdapter):
 
     kind = "modelscope"
     pipeline_class_name = "TextToVideoSDPipeline"
-
-    @classmethod
-    def load(cls, paths: ModelPaths, vae_chunk_frames: int = 8) -> "ModelScopeAdapter":
-        from diffusers import UNet3DConditionModel
-
-        unet = UNet3DConditionModel.from_pretrained(paths.pipeline, subfolder="unet")
-        return cls(paths, unet, vae_chunk_frames)
+    unet_class_name = "UNet3DConditionModel"
 
     def _forward(self, unet, latents, timesteps, prompt_embeds):
         return unet(latents, timesteps, encoder_hidden_states=prompt_embeds).sample
@@ -308,13 +311,7 @@ class ImageAdapter(VideoDiffusionAdapter):
 
     kind = "sd"
     pipeline_class_name = "StableDiffusionPipeline"
-
-    @classmethod
-    def load(cls, paths: ModelPaths, vae_chunk_frames: int = 8) -> "ImageAdapter":
-        from diffusers import UNet2DConditionModel
-
-        unet = UNet2DConditionModel.from_pretrained(paths.pipeline, subfolder="unet")
-        return cls(paths, unet, vae_chunk_frames)
+    unet_class_name = "UNet2DConditionModel"
 
     def _forward(self, unet, latents, timesteps, prompt_embeds):
         batch, _, frames = latents.shape[:3]

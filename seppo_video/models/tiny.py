@@ -125,38 +125,31 @@ def _scheduler():
     )
 
 
-def _unet2d():
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
+def _unet_kwargs(dims: str) -> dict:
+    return dict(
         sample_size=16,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=(f"CrossAttnDownBlock{dims}", f"DownBlock{dims}"),
+        up_block_types=(f"UpBlock{dims}", f"CrossAttnUpBlock{dims}"),
         block_out_channels=UNET_CHANNELS,
         layers_per_block=1,
         cross_attention_dim=TEXT_DIM,
         attention_head_dim=8,
         norm_num_groups=16,
     )
+
+
+def _unet2d():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**_unet_kwargs("2D"))
 
 
 def _unet3d():
     from diffusers import UNet3DConditionModel
 
-    return UNet3DConditionModel(
-        sample_size=16,
-        in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        block_out_channels=UNET_CHANNELS,
-        layers_per_block=1,
-        cross_attention_dim=TEXT_DIM,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
+    return UNet3DConditionModel(**_unet_kwargs("3D"))
 
 
 def _motion_adapter():
