@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 EPILOG = """\
 examples:
   seppo-video train                                   # tiny SePPO demo on CPU

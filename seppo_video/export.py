@@ -22,7 +22,12 @@ import torch
 
 from seppo_video.atomic import atomic_directory
 from seppo_video.config import ModelConfig
-from seppo_video.models.adapters import ADAPTERS, ModelPaths, VideoDiffusionAdapter, resolve_paths
+from seppo_video.models.adapters import (
+    ADAPTERS,
+    ModelPaths,
+    VideoDiffusionAdapter,
+    resolve_paths,
+)
 
 EXPORT_INFO = "seppo_export.json"
 

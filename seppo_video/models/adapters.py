@@ -82,10 +82,6 @@ class VideoDiffusionAdapter:
         return int(self.unet.config.in_channels)
 
     @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
     def vae_scaling_factor(self) -> float:
         return float(self.vae.config.scaling_factor)
 
@@ -192,7 +188,6 @@ class VideoDiffusionAdapter:
                 param.requires_grad_(self.is_temporal(name))
         elif mode == "lora":
             from peft import LoraConfig as PeftLoraConfig
-
             from peft import inject_adapter_in_model
 
             lora = lora or LoraConfig()
@@ -244,7 +239,6 @@ class VideoDiffusionAdapter:
     def build_pipeline(self, scheduler=None):
         """The standard diffusers pipeline around this adapter's modules (no copies)."""
         import diffusers
-
         from diffusers import DDIMScheduler
 
         scheduler = scheduler or DDIMScheduler.from_config(self.scheduler_config)

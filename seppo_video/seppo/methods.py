@@ -38,10 +38,6 @@ class MethodSpec:
         return self.ref_strategy is not None
 
     @property
-    def generates_reference_samples(self) -> bool:
-        return self.name in ("seppo", "spin", "ditto")
-
-    @property
     def needs_losers(self) -> bool:
         return self.name == "dpo"
 

@@ -10,7 +10,6 @@ of a call.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -46,11 +45,3 @@ def inference_mode(autocast_dtype: torch.dtype | None, device: torch.device):
             with torch.autocast(device_type=device.type, dtype=autocast_dtype):
                 yield
 
-
-def reference_unet(module: nn.Module, tensors: dict[str, torch.Tensor] | None) -> Callable:
-    """The callable to hand to ``adapter.predict_noise(..., unet=...)`` for a reference.
-
-    ``tensors=None`` means the reference *is* the current policy (e.g. the
-    pool's latest entry was just taken at this step).
-    """
-    return module if tensors is None else SwappedModule(module, tensors)
