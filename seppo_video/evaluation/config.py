@@ -14,6 +14,7 @@ from pathlib import Path
 
 from seppo_video.config import ConfigError, load_dataclass
 from seppo_video.evaluation.backends import BackendSpec
+from seppo_video.sample import SampleSettings
 
 
 @dataclass
@@ -24,14 +25,18 @@ class ModelEntry:
 
 
 @dataclass
-class GenerationConfig:
+class GenerationConfig(SampleSettings):
+    """Sampling settings with the benchmark's defaults (MagicTime: 16 frames at 512x512, 8 fps)."""
+
     num_frames: int = 16
     height: int = 512
     width: int = 512
     num_inference_steps: int = 25
-    guidance_scale: float = 7.5
-    fps: int = 8
     device: str | None = None  # default: cuda when available
+
+    def settings(self) -> SampleSettings:
+        return SampleSettings(self.num_frames, self.height, self.width, self.num_inference_steps,
+                              self.guidance_scale, self.fps)
 
 
 @dataclass

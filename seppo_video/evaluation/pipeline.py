@@ -18,7 +18,6 @@ from seppo_video.evaluation.report import (
 )
 from seppo_video.evaluation.score import score_videos
 from seppo_video.evaluation.tiny_extractors import resolve_tiny
-from seppo_video.sample import SampleSettings
 
 
 def run_pipeline(
@@ -36,7 +35,7 @@ def run_pipeline(
     prompts = read_prompts(config.prompts, config.max_prompts)
     gen = config.generation
     resolve_tiny(config, [p.videoid for p in prompts], gen.num_frames, gen.height)
-    settings = SampleSettings(gen.num_frames, gen.height, gen.width, gen.num_inference_steps, gen.guidance_scale, gen.fps)
+    settings = gen.settings()
     requested = parse_metric_names(metrics or config.metrics)
     runs, scores = [], []
     for entry in config.models:
