@@ -463,10 +463,12 @@ def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: flo
             )
             sample_to_folder(export_dir, config.sample.prompts, config.sample.seeds, settings, out / "samples",
                              device=str(accelerator.device))
-        skips = getattr(run.dataset, "skips", None)
+        skips = getattr(run.dataset, "skips", None)  # pixel datasets count unreadable inputs; caches have none
+        if skips is not None:
+            accelerator.print(skips.summary())
         atomic_write_json(out / "summary.json", {
             "steps": state.step, "method": config.seppo.method, "nonfinite_skipped": state.nonfinite_total,
-            "data_skips": skips.as_dict() if skips is not None and hasattr(skips, "as_dict") else None,
+            "data_skips": skips.as_dict() if skips is not None else None,
             "wall_time_s": wall_time, "export": str(export_dir),
         })
         accelerator.print(f"done: {state.step} steps; export in {export_dir}; metrics in {out / 'metrics.jsonl'}")

@@ -235,3 +235,21 @@ def test_ema_weights_are_exported_and_checkpointed(tmp_path):
     torch.testing.assert_close(exported[key], shadow[name].detach())
     assert not torch.allclose(exported[key], live[name].detach())
     assert any(p.name.startswith("custom_checkpoint") for p in (tmp_path / "checkpoints" / "step-000003").iterdir())
+
+
+def test_a_corrupt_video_is_skipped_counted_and_summarised(tmp_path):
+    fixed, videos = _two_clip_annotations(tmp_path)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for video in sorted(videos.glob("*.mp4")):
+        (clips / video.name).symlink_to(video)
+    lines = fixed.read_text().splitlines()
+    (clips / "broken.mp4").write_bytes(b"\x00not a video" * 100)
+    fixed.write_text("\n".join([*lines, "broken,a corrupt clip,0"]) + "\n")
+    config = _config(tmp_path / "run", "seppo.method=sft", "train.max_steps=2", "data.max_bad_fraction=0.5",
+                     "data.batch_size=1")
+    config.data.kind, config.data.annotations, config.data.video_dir = "video", str(fixed), str(clips)
+    train(config)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2
+    assert summary["data_skips"]["total"] == 3 and summary["data_skips"]["skipped"] == 1

@@ -70,6 +70,10 @@ class SkipLog:
             return f"{self.source}: all {self.total} records usable"
         return f"{self.source}: skipped {len(self)} of {self.total} records: {self._reasons()}"
 
+    def as_dict(self) -> dict[str, Any]:
+        """Machine-readable summary (for the run's summary.json)."""
+        return {"source": self.source, "total": self.total, "skipped": len(self), "by_reason": dict(self.counts)}
+
     def _reasons(self) -> str:
         return "; ".join(
             f"{count} {reason} (e.g. {self.examples[reason]})" for reason, count in self.counts.most_common()
