@@ -84,6 +84,9 @@ class SeppoConfig:
     ref_sample_steps: int = 4
     ref_guidance_scale: float = 7.5
     ref_eta: float = 0.0
+    # Rows per reference forward (None: the whole 2B batch at once). Lower it to bound the
+    # reference pass's activation memory; results are the same.
+    ref_batch_chunk: int | None = None
 
 
 @dataclass
@@ -251,6 +254,8 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    if config.seppo.ref_batch_chunk is not None and config.seppo.ref_batch_chunk <= 0:
+        raise ConfigError(f"seppo.ref_batch_chunk: must be positive or null, got {config.seppo.ref_batch_chunk}")
     if config.seppo.pool_size < 2:
         raise ConfigError("seppo.pool_size: must be at least 2 (theta_0 and one snapshot)")
     if not 0.0 <= config.data.max_bad_fraction <= 1.0:

@@ -269,14 +269,25 @@ def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tens
     noisy, t2, eps2 = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
     embeds2 = torch.cat([embeds, embeds])
     policy_err = per_sample_error(adapter.predict_noise(noisy, t2, embeds2, unet=run.unet), eps2)
-    with inference_mode(run.autocast_dtype, x_w.device):
-        ref_err = per_sample_error(adapter.predict_noise(noisy, t2, embeds2, unet=reference), eps2)
+    ref_err = reference_errors(adapter, reference, noisy, t2, embeds2, eps2, run.autocast_dtype,
+                               config.seppo.ref_batch_chunk)
     batch_size = x_w.shape[0]
     loss, stats = preference_loss(
         policy_err[:batch_size], policy_err[batch_size:], ref_err[:batch_size], ref_err[batch_size:],
         beta=config.seppo.beta, num_train_timesteps=config.seppo.num_train_timesteps, aaf=run.method.aaf,
     )
     return loss, stats.as_dict(), ref_index
+
+
+def reference_errors(adapter, reference, noisy, timesteps, embeds, eps, autocast_dtype, chunk: int | None):
+    """Per-sample errors of the reference, without autograd, ``chunk`` rows per forward."""
+    chunk = chunk or noisy.shape[0]
+    errors = []
+    with inference_mode(autocast_dtype, noisy.device):
+        for rows in torch.arange(noisy.shape[0], device=noisy.device).split(chunk):
+            prediction = adapter.predict_noise(noisy[rows], timesteps[rows], embeds[rows], unet=reference)
+            errors.append(per_sample_error(prediction, eps[rows]))
+    return torch.cat(errors)
 
 
 def winner_latents(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

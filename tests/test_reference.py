@@ -65,3 +65,18 @@ def test_swap_rejects_unknown_tensor_names():
     policy = load_adapter(ModelConfig(kind="sd", trainable="full"))
     with pytest.raises(KeyError):
         SwappedModule(policy.unet, {"not.a.parameter": torch.zeros(1)})
+
+
+def test_chunked_reference_pass_gives_the_same_errors():
+    from seppo_video.train import reference_errors
+
+    policy = load_adapter(ModelConfig(kind="animatediff", trainable="motion"))
+    reference = SwappedModule(policy.unet, policy.trainable_state())
+    torch.manual_seed(0)
+    noisy, eps = torch.randn(4, 4, 3, 8, 8), torch.randn(4, 4, 3, 8, 8)
+    timesteps = torch.tensor([5, 300, 600, 999])
+    embeds = policy.encode_prompt(["a", "b", "c", "d"])
+    whole = reference_errors(policy, reference, noisy, timesteps, embeds, eps, None, None)
+    chunked = reference_errors(policy, reference, noisy, timesteps, embeds, eps, None, 3)
+    assert whole.shape == (4,) and not whole.requires_grad
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
