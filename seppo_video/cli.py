@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"seppo-video {args.command}: data error: {err}", file=sys.stderr)
         return 2
+    except FileNotFoundError as err:  # a missing checkpoint, model folder or prompts file
+        print(f"seppo-video {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -185,11 +185,11 @@ def train(config: Config, resume: str | None = None) -> Run:
     Returns the ``Run`` (its ``adapter`` holds the trained policy) for callers
     that go on working in Python.
     """
+    checkpoint = find_checkpoint(Path(config.output_dir), resume) if resume is not None else None  # fail fast
     run = setup(config)
     accelerator, out = run.accelerator, run.out
     state = TrainerState()
-    if resume is not None:
-        checkpoint = find_checkpoint(out, resume)
+    if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint, run.pool)
         accelerator.print(f"resumed from {checkpoint} at step {state.step}")
     elif run.pool is not None:

@@ -46,3 +46,9 @@ def test_make_tiny_and_sample(tmp_path):
     assert frames.shape == (1, 32, 32, 3)
     assert (tmp_path / "s" / "a-blue-square" / "seed0.gif").exists()
     assert (tmp_path / "s" / "index.json").exists()
+
+
+def test_resume_without_a_checkpoint_fails_fast_and_clearly(tmp_path, capsys):
+    assert main(["train", f"output_dir={tmp_path}", "--resume", "latest"]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.jsonl").exists()  # nothing was started
