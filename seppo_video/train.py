@@ -36,6 +36,7 @@ from seppo_video.export import export_weights
 from seppo_video.models.adapters import VideoDiffusionAdapter, load_adapter
 from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
 from seppo_video.seppo.methods import MethodSpec, resolve_method
+from seppo_video.seppo.noise import draw_pair_noise, noise_pairs
 from seppo_video.seppo.pool import ReferencePool
 from seppo_video.seppo.reference import SwappedModule, inference_mode
 from seppo_video.seppo.sampler import sample_latents
@@ -315,26 +316,6 @@ def second_samples(run: Run, batch: dict, embeds: torch.Tensor, reference, state
             eta=seppo.ref_eta, unet=reference,
         )
     return latents.float()
-
-
-def draw_pair_noise(noise_scheduler, x_w: torch.Tensor, generator: torch.Generator):
-    """One timestep and one noise tensor per pair (shared by the pair's two samples)."""
-    batch = x_w.shape[0]
-    steps = noise_scheduler.config.num_train_timesteps
-    t = torch.randint(0, steps, (batch,), generator=generator).to(x_w.device)
-    eps = torch.randn(x_w.shape, generator=generator).to(x_w.device, x_w.dtype)
-    return t, eps
-
-
-def noise_pairs(noise_scheduler, x_w: torch.Tensor, x_other: torch.Tensor, generator: torch.Generator):
-    """``q(x, t, eps)`` for winners and second samples stacked ``[x_w; x_other]``.
-
-    Both members of pair ``i`` get the same ``t_i`` and ``eps_i``: otherwise
-    ``d_w - d_ref`` would mostly measure the difference between two noise draws.
-    """
-    t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
-    t2, eps2 = torch.cat([t, t]), torch.cat([eps, eps])
-    return noise_scheduler.add_noise(torch.cat([x_w, x_other]), eps2, t2), t2, eps2
 
 
 # ======================================================================== data order

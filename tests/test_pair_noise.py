@@ -6,7 +6,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from seppo_video.models.tiny import _scheduler
-from seppo_video.train import _batch_generator, noise_pairs
+from seppo_video.seppo.noise import noise_pairs
+from seppo_video.train import _batch_generator
 
 
 def _alphas_bar(scheduler: DDPMScheduler, t: torch.Tensor) -> torch.Tensor:
