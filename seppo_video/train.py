@@ -206,6 +206,8 @@ def train(config: Config, resume: str | None = None) -> Run:
     started = time.perf_counter()
     step_start, cycle_nonfinite = time.perf_counter(), False
     for batch in iterate_batches(run, state):
+        if state.step >= config.train.max_steps:  # also when resuming a finished run
+            break
         with accelerator.accumulate(run.unet):
             loss, stats, ref_index = compute_loss(run, batch, state)
             state.batches_seen += 1
@@ -247,8 +249,6 @@ def train(config: Config, resume: str | None = None) -> Run:
         if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps:
             save_checkpoint(accelerator, out, state, run.pool, config.train.checkpoints_keep)
         step_start, cycle_nonfinite = time.perf_counter(), False
-        if state.step >= config.train.max_steps:
-            break
     progress.close()
     finish(run, state, ref_history, time.perf_counter() - started)
     return run
