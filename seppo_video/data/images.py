@@ -32,7 +32,6 @@ from seppo_video.data.skips import (
     DataError,
     SkipLog,
     SkippingDataset,
-    logger,
 )
 from seppo_video.data.video import to_model_pixels
 
@@ -145,11 +144,7 @@ class ImagePreferenceDataset(SkippingDataset):
         self.num_ties = sum(pair.label_0 == 0.5 for pair in pairs)
         self.entries = [e for e in map(self._entry, pairs) if e is not None]
         self._failed: set[int] = set()
-        self.skips.check()
-        if not self.entries:
-            raise DataError(f"{source}: no usable pairs ({self.num_ties} ties dropped; {self.skips.summary()})")
-        if self.skips.counts:
-            logger.warning(self.skips.summary())
+        self.skips.conclude(len(self.entries), f"{source}: no usable pairs ({self.num_ties} ties dropped)")
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -64,6 +64,15 @@ class SkipLog:
                 f"(more than max_bad_fraction={self.max_bad_fraction:g}): {self._reasons()}"
             )
 
+    def conclude(self, usable: int, nothing_left: str) -> None:
+        """After probing every record: stop above the bad fraction or with nothing usable,
+        otherwise log the one-line summary once."""
+        self.check()
+        if not usable:
+            raise DataError(f"{nothing_left}: {self.summary()}")
+        if self.counts:
+            logger.warning(self.summary())
+
     def summary(self) -> str:
         """One line: how many records were skipped and why (with one example each)."""
         if not self.counts:

@@ -38,7 +38,6 @@ from seppo_video.data.skips import (
     DataError,
     SkipLog,
     SkippingDataset,
-    logger,
 )
 
 
@@ -211,11 +210,7 @@ class VideoDataset(SkippingDataset):
         checking = tqdm(records, desc="checking videos", unit="clip", disable=len(records) < 500)
         self.clips = [clip for clip in map(self._probe, checking) if clip is not None]
         self._failed: set[int] = set()
-        self.skips.check()
-        if not self.clips:
-            raise DataError(f"no usable records: {self.skips.summary()}")
-        if self.skips.counts:
-            logger.warning(self.skips.summary())
+        self.skips.conclude(len(self.clips), "no usable records")
 
     def __len__(self) -> int:
         return len(self.clips)
