@@ -64,6 +64,9 @@ class Run:
     negative_embeds: torch.Tensor
     autocast_dtype: torch.dtype | None
     out: Path
+    # The reference last swapped in, keyed by its snapshot's step: micro-batches of one
+    # accumulation cycle (and repeated draws) reuse its device copy instead of reloading it.
+    cached_reference: tuple[int, SwappedModule] | None = None
 
 
 # ======================================================================== setup
@@ -265,7 +268,7 @@ def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tens
         error = per_sample_error(adapter.predict_noise(noisy, t, embeds, unet=run.unet), eps)
         return sft_loss(error), {}, -1
     ref_index = run.pool.select(run.method.ref_strategy, state.step)
-    reference = SwappedModule(run.accelerator.unwrap_model(run.unet), run.pool.get(ref_index))
+    reference = reference_module(run, ref_index)
     x_other = second_samples(run, batch, embeds, reference, state, x_w)
     noisy, t2, eps2 = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
     embeds2 = torch.cat([embeds, embeds])
@@ -278,6 +281,15 @@ def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tens
         beta=config.seppo.beta, num_train_timesteps=config.seppo.num_train_timesteps, aaf=run.method.aaf,
     )
     return loss, stats.as_dict(), ref_index
+
+
+def reference_module(run: Run, index: int) -> SwappedModule:
+    """The policy module with pool entry ``index`` swapped in (reused while the entry is unchanged)."""
+    step = run.pool.snapshots[index].step  # indices shift when the pool drops a snapshot; steps do not
+    if run.cached_reference is None or run.cached_reference[0] != step:
+        module = run.accelerator.unwrap_model(run.unet)
+        run.cached_reference = (step, SwappedModule(module, run.pool.get(index)))
+    return run.cached_reference[1]
 
 
 def reference_errors(adapter, reference, noisy, timesteps, embeds, eps, autocast_dtype, chunk: int | None):

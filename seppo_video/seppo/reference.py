@@ -3,8 +3,8 @@
 The reference is the policy's own module with a snapshot's trainable tensors
 swapped in through ``torch.func.functional_call``: the frozen weights (the
 bulk of a UNet) exist once, the module's own parameters are never touched,
-and autograd is off. Tensors move to the accelerator only for the duration
-of a call.
+and autograd is off. The accelerator holds one copy of the chosen
+snapshot's trainable tensors (not of the frozen weights) while it is in use.
 """
 
 from __future__ import annotations
