@@ -14,15 +14,13 @@ import argparse
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler
 
 from seppo_video.checkpoint import find_checkpoint, read_trainable
 from seppo_video.config import load_config
 from seppo_video.data import build_dataset, collate, model_id_for
 from seppo_video.models.adapters import load_adapter
-from seppo_video.seppo.diagnostics import anchor_draws, sign_agreement
+from seppo_video.seppo.diagnostics import pool_precision
 from seppo_video.seppo.pool import ReferencePool
-from seppo_video.seppo.reference import SwappedModule
 
 
 def main() -> None:
@@ -43,17 +41,10 @@ def main() -> None:
     with torch.no_grad():
         x_w = adapter.encode_video(batch["pixels"]) if "pixels" in batch else batch["latents"]
         embeds = adapter.encode_prompt(batch["prompt"]) if "pixels" in batch else batch["prompt_embeds"]
-    scheduler = DDPMScheduler.from_config(adapter.scheduler_config)
-
-    def predict(noisy, t, unet):
-        return adapter.predict_noise(noisy, t, embeds, unet=unet)
-
     print(f"run={args.run} checkpoint={checkpoint.name} winners={x_w.shape[0]} draws={args.draws}")
     print("ref_step  mean_anchor   aaf_precision")
-    for index, step in enumerate(pool.steps):
-        reference = SwappedModule(adapter.unet, pool.get(index))
-        anchors = anchor_draws(predict, adapter.unet, reference, x_w, scheduler, args.draws, seed=index)
-        print(f"{step:8d}  {anchors.mean().item():+.6f}   {sign_agreement(anchors).mean().item():.3f}")
+    for row in pool_precision(adapter, pool, x_w, embeds, args.draws):
+        print(f"{row['ref_step']:8d}  {row['mean_anchor']:+.6f}   {row['precision']:.3f}")
 
 
 if __name__ == "__main__":

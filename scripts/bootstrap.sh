@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Create .venv with everything seppo-video needs, on a fresh machine (Python 3.10+).
 #   bash scripts/bootstrap.sh          the package (train, sample, export, eval)
-#   bash scripts/bootstrap.sh --test   plus the test tools, Gradio, and Debian's Chromium for the browser test
+#   bash scripts/bootstrap.sh --test   plus the test tools, Gradio, matplotlib (study plots) and Debian's Chromium
 # torch is installed first and pinned to a CPU-capable wheel when none is present, so that no
 # dependency pulls a multi-GB CUDA build as a side effect. Re-running is cheap (a no-op when done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-if [[ "${1:-}" == "--test" ]]; then extras="[test,viewer]"; fi
+if [[ "${1:-}" == "--test" ]]; then extras="[test,viewer,study]"; fi
 
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

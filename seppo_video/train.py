@@ -248,7 +248,8 @@ def train(config: Config, resume: str | None = None) -> Run:
             accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.step)
         _stop_if_diverged(state, config.train.max_nonfinite_in_row)
         progress.update(1)
-        progress.set_postfix(loss=f"{record['loss']:.4f}", flip=f"{stats.get('flip_rate', 0.0):.2f}")
+        flip = {"flip": f"{stats['flip_rate']:.2f}"} if "flip_rate" in stats else {}  # SFT has no flipper
+        progress.set_postfix(loss=f"{record['loss']:.4f}", **flip)
         if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps:
             save_checkpoint(accelerator, out, state, run.pool, config.train.checkpoints_keep)
         step_start, cycle_nonfinite = time.perf_counter(), False

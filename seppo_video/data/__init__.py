@@ -21,6 +21,7 @@ from seppo_video.data.latent_cache import (
     StaleCacheError,
     build_latent_cache,
     model_id_for,
+    write_latent_cache,
 )
 from seppo_video.data.skips import DataError, logger
 
@@ -34,6 +35,7 @@ __all__ = [
     "build_pixel_dataset",
     "collate",
     "model_id_for",
+    "write_latent_cache",
 ]
 
 

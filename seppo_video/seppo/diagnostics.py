@@ -8,7 +8,7 @@ draws; 0.5 would mean the flipper is a coin toss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -38,10 +38,50 @@ def anchor_draws(
     ``predict(noisy, t, unet)`` returns noise predictions (the caller binds
     the prompt embeddings), so this works for any backbone.
     """
+    return pool_anchor_draws(predict, policy, [reference], x_w, noise_scheduler, draws, seed)[0]
+
+
+@torch.no_grad()
+def pool_anchor_draws(
+    predict: Callable[[torch.Tensor, torch.Tensor, Callable], torch.Tensor],
+    policy: Callable,
+    references: Sequence[Callable],
+    x_w: torch.Tensor,
+    noise_scheduler,
+    draws: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``anchor_draws`` against several references on the same draws: ``[K, draws, B]``.
+
+    The policy's errors are computed once per draw and shared by every reference.
+    """
     generator = torch.Generator().manual_seed(seed)
-    rows = []
+    anchors: list[list[torch.Tensor]] = [[] for _ in references]
     for _ in range(draws):
         t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
         noisy = noise_scheduler.add_noise(x_w, eps, t)
-        rows.append(per_sample_error(predict(noisy, t, reference), eps) - per_sample_error(predict(noisy, t, policy), eps))
-    return torch.stack(rows)
+        policy_error = per_sample_error(predict(noisy, t, policy), eps)
+        for rows, reference in zip(anchors, references):
+            rows.append(per_sample_error(predict(noisy, t, reference), eps) - policy_error)
+    return torch.stack([torch.stack(rows) for rows in anchors])
+
+
+def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor, draws: int,
+                   seed: int = 0) -> list[dict[str, float]]:
+    """For each snapshot in ``pool``: its step, the mean anchor of the adapter's current
+    policy against it over winners ``x_w`` and draws (> 0: the policy fits them better),
+    and the AAF precision (``sign_agreement`` averaged over winners)."""
+    from diffusers import DDPMScheduler
+
+    from seppo_video.seppo.reference import SwappedModule
+
+    def predict(noisy, t, unet):
+        return adapter.predict_noise(noisy, t, prompt_embeds, unet=unet)
+
+    references = [SwappedModule(adapter.unet, pool.get(index)) for index in range(len(pool))]
+    scheduler = DDPMScheduler.from_config(adapter.scheduler_config)
+    anchors = pool_anchor_draws(predict, adapter.unet, references, x_w, scheduler, draws, seed)
+    return [
+        {"ref_step": step, "mean_anchor": float(a.mean()), "precision": float(sign_agreement(a).mean())}
+        for step, a in zip(pool.steps, anchors)
+    ]
