@@ -30,15 +30,21 @@ from seppo_video.data.annotations import VideoRecord
 from seppo_video.data.skips import (
     CORRUPT_FILE,
     DECODE_FAILED,
-    EMPTY_CAPTION,
+    DUPLICATE_ID,
     EMPTY_FILE,
+    FRAME_TOO_LARGE,
     MISSING_FILE,
     NO_LOSER,
     TOO_SHORT,
     DataError,
     SkipLog,
     SkippingDataset,
+    caption_problem,
 )
+
+# Frames above this many pixels (4096 x 4096) are refused at the probe: decoding
+# F of them would take gigabytes, and a forged header can claim any size.
+MAX_FRAME_PIXELS = 4096 * 4096
 
 
 def _import_decord() -> Any:
@@ -60,21 +66,27 @@ BACKEND: str = "decord" if _DECORD is not None else "imageio"
 class VideoInfo:
     num_frames: int
     fps: float
+    width: int = 0  # 0: not known
+    height: int = 0
 
 
 def probe_video(path: str | Path, backend: str | None = None) -> VideoInfo:
-    """Frame count and frame rate; raises on a file that cannot be opened.
+    """Frame count, frame rate and frame size; raises on a file that cannot be opened.
 
     decord indexes every packet when it opens a file, so a truncated mp4
-    already fails here, before any frame is decoded.
+    already fails here; it reports no frame size, so the first frame is
+    decoded for it.
     """
     if (backend or BACKEND) == "decord":
         reader = _DECORD.VideoReader(str(path), num_threads=1)
-        return VideoInfo(len(reader), float(reader.get_avg_fps()))
+        height, width = reader[0].shape[:2] if len(reader) else (0, 0)
+        return VideoInfo(len(reader), float(reader.get_avg_fps()), width, height)
     import imageio.v2 as imageio
 
     with imageio.get_reader(str(path), format="FFMPEG") as reader:
-        return VideoInfo(reader.count_frames(), float(reader.get_meta_data().get("fps") or 0.0))
+        meta = reader.get_meta_data()
+        width, height = meta.get("size") or (0, 0)
+        return VideoInfo(reader.count_frames(), float(meta.get("fps") or 0.0), width, height)
 
 
 def read_frames(path: str | Path, indices: Sequence[int], backend: str | None = None) -> np.ndarray:
@@ -207,6 +219,7 @@ class VideoDataset(SkippingDataset):
         self.stride, self.target_fps = frame_stride, target_fps
         self.pairs, self.seed, self.epoch = pairs, seed, 0
         self.skips = SkipLog(source, len(records), max_bad_fraction)
+        self._seen_ids: set[str] = set()
         checking = tqdm(records, desc="checking videos", unit="clip", disable=len(records) < 500)
         self.clips = [clip for clip in map(self._probe, checking) if clip is not None]
         self._failed: set[int] = set()
@@ -261,9 +274,14 @@ class VideoDataset(SkippingDataset):
         return to_model_pixels(read_frames(path, indices), self.resolution)
 
     def _probe(self, record: VideoRecord) -> _Clip | None:
-        if not record.prompt:
-            self.skips.skip(f"{record.path} (id {record.id!r})", EMPTY_CAPTION)
+        problem = caption_problem(record.prompt)
+        if problem:
+            self.skips.skip(f"{record.path} (id {record.id!r})", problem)
             return None
+        if record.id in self._seen_ids:
+            self.skips.skip(f"{record.path} (id {record.id!r})", DUPLICATE_ID, "an earlier record has it")
+            return None
+        self._seen_ids.add(record.id)
         if self.pairs and record.loser is None:
             self.skips.skip(f"{record.path} (id {record.id!r})", NO_LOSER)
             return None
@@ -287,6 +305,9 @@ class VideoDataset(SkippingDataset):
             info = probe_video(path)
         except Exception as err:  # decord/ffmpeg raise several unrelated types for bad files
             self.skips.skip(str(path), CORRUPT_FILE, _first_line(err))
+            return None
+        if info.width * info.height > MAX_FRAME_PIXELS:
+            self.skips.skip(str(path), FRAME_TOO_LARGE, f"{info.width}x{info.height}, limit {MAX_FRAME_PIXELS} pixels")
             return None
         if info.num_frames < self.num_frames:
             self.skips.skip(str(path), TOO_SHORT, f"{info.num_frames} frames, need {self.num_frames}")
