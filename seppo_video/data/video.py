@@ -16,6 +16,7 @@ windows.
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,55 @@ def probe_video(path: str | Path, backend: str | None = None) -> VideoInfo:
         meta = reader.get_meta_data()
         width, height = meta.get("size") or (0, 0)
         return VideoInfo(reader.count_frames(), float(meta.get("fps") or 0.0), width, height)
+
+
+def probe_videos(paths: Sequence[Path], chunk: int = 64) -> list[VideoInfo | str]:
+    """``probe_video`` for each path, in child processes: a ``VideoInfo``, or why the file is unusable.
+
+    A malformed header can make decord's native code abort the whole process
+    (``std::bad_alloc`` on a forged sample table), which no ``except`` can
+    catch. In a forked child that costs only the child; a chunk whose child
+    dies is probed again one file per child, which names the culprit.
+    """
+    results: list[VideoInfo | str] = []
+    starts = range(0, len(paths), chunk)
+    for start in tqdm(starts, desc="checking videos", unit="chunk", disable=len(starts) < 8):
+        part = list(paths[start : start + chunk])
+        probed = _probe_in_child(part)
+        if probed is None:
+            probed = [(_probe_in_child([path]) or ["the decoder crashed the process reading it"])[0] for path in part]
+        results += probed
+    return results
+
+
+def _probe_in_child(paths: list[Path]) -> list[VideoInfo | str] | None:
+    """Results from a forked child, or None when it died (or in-process where fork is unavailable)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return [_probe_or_reason(path) for path in paths]
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_send_probes, args=(paths, sender), daemon=True)
+    child.start()
+    sender.close()  # the child's end: once it exits, recv() sees EOF instead of blocking
+    try:
+        return receiver.recv()
+    except EOFError:
+        return None
+    finally:
+        child.join()
+        receiver.close()
+
+
+def _send_probes(paths: list[Path], sender) -> None:
+    sender.send([_probe_or_reason(path) for path in paths])
+    sender.close()
+
+
+def _probe_or_reason(path: Path) -> VideoInfo | str:
+    try:
+        return probe_video(path)
+    except Exception as err:  # decord/ffmpeg raise several unrelated types for bad files
+        return _first_line(err)
 
 
 def read_frames(path: str | Path, indices: Sequence[int], backend: str | None = None) -> np.ndarray:
@@ -220,8 +270,8 @@ class VideoDataset(SkippingDataset):
         self.pairs, self.seed, self.epoch = pairs, seed, 0
         self.skips = SkipLog(source, len(records), max_bad_fraction)
         self._seen_ids: set[str] = set()
-        checking = tqdm(records, desc="checking videos", unit="clip", disable=len(records) < 500)
-        self.clips = [clip for clip in map(self._probe, checking) if clip is not None]
+        self._probed = self._probe_files(records)
+        self.clips = [clip for clip in map(self._probe, records) if clip is not None]
         self._failed: set[int] = set()
         self.skips.conclude(len(self.clips), "no usable records")
 
@@ -273,6 +323,12 @@ class VideoDataset(SkippingDataset):
         indices = sample_indices(info, self.num_frames, stride, is_transmit, rng)
         return to_model_pixels(read_frames(path, indices), self.resolution)
 
+    def _probe_files(self, records: Sequence[VideoRecord]) -> dict[Path, VideoInfo | str]:
+        """Every existing, non-empty video of ``records`` probed (in child processes, see ``probe_videos``)."""
+        paths = {r.path for r in records} | ({r.loser for r in records if r.loser} if self.pairs else set())
+        files = sorted(path for path in paths if path.is_file() and path.stat().st_size > 0)
+        return dict(zip(files, probe_videos(files), strict=True))
+
     def _probe(self, record: VideoRecord) -> _Clip | None:
         problem = caption_problem(record.prompt)
         if problem:
@@ -301,10 +357,9 @@ class VideoDataset(SkippingDataset):
         if path.stat().st_size == 0:
             self.skips.skip(str(path), EMPTY_FILE)
             return None
-        try:
-            info = probe_video(path)
-        except Exception as err:  # decord/ffmpeg raise several unrelated types for bad files
-            self.skips.skip(str(path), CORRUPT_FILE, _first_line(err))
+        info = self._probed[path]
+        if isinstance(info, str):
+            self.skips.skip(str(path), CORRUPT_FILE, info)
             return None
         if info.width * info.height > MAX_FRAME_PIXELS:
             self.skips.skip(str(path), FRAME_TOO_LARGE, f"{info.width}x{info.height}, limit {MAX_FRAME_PIXELS} pixels")
