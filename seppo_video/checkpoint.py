@@ -153,7 +153,7 @@ def _write_manifest(folder: Path) -> None:
     files = {
         path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": file_sha256(path)}
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path != folder / MANIFEST_FILE
     }
     (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
 

@@ -83,6 +83,9 @@ def setup(config: Config) -> Run:
 
     method = resolve_method(config.seppo)
     out = Path(config.output_dir)
+    if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.mixed_precision: 'fp16' needs a CUDA GPU (accelerate then scales the loss with a "
+                          "GradScaler); on a CPU use 'bf16' or 'no'")
     accelerator = Accelerator(
         cpu=_multi_process_without_gpu(),
         mixed_precision=config.train.mixed_precision,
@@ -90,9 +93,6 @@ def setup(config: Config) -> Run:
         log_with=_tracker(config.train.log_with),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
-    if config.train.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        raise ConfigError("train.mixed_precision: 'fp16' needs a GPU (accelerate then scales the loss with a "
-                          "GradScaler); on a CPU use 'bf16' or 'no'")
     with accelerator.main_process_first():  # rank 0 builds the demo data / tiny model, the others wait
         # The data first: a bad annotation file or data set fails before the model is loaded.
         dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
