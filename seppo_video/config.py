@@ -238,6 +238,21 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
+# Settings that need an optional package: (key, value) -> (package, how to fix it).
+OPTIONAL_PACKAGES: dict[tuple[str, Any], tuple[str, str]] = {
+    ("model.attention", "xformers"): ("xformers", "pip install 'seppo-video[xformers]' (pulls a CUDA torch), or use 'sdpa'"),
+    ("train.log_with", "wandb"): ("wandb", "pip install wandb, or use 'tensorboard'"),
+    ("train.use_8bit_adam", True): ("bitsandbytes", "pip install bitsandbytes (CUDA only), or set it to false"),
+}
+
+
+def require_package(key: str, value: Any) -> None:
+    """Raise ``ConfigError`` when ``key=value`` needs an optional package that is not installed."""
+    package, fix = OPTIONAL_PACKAGES.get((key, value), (None, ""))
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"{key}: {value!r} needs {package}, which is not installed; {fix}")
+
+
 def validate(config: Config) -> None:
     """Value ranges, cross-field checks and optional packages: everything types alone cannot express."""
     model, data, seppo, train, sample = config.model, config.data, config.seppo, config.train, config.sample
@@ -288,15 +303,9 @@ def validate(config: Config) -> None:
     for key, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{key}: must be {allowed}, got {value!r}")
-    for key, value, needed, package, fix in [
-        ("model.attention", model.attention, model.attention == "xformers", "xformers",
-         "pip install 'seppo-video[xformers]' (pulls a CUDA torch), or use 'sdpa'"),
-        ("train.log_with", train.log_with, train.log_with == "wandb", "wandb", "pip install wandb, or use 'tensorboard'"),
-        ("train.use_8bit_adam", train.use_8bit_adam, train.use_8bit_adam, "bitsandbytes",
-         "pip install bitsandbytes (CUDA only), or set it to false"),
-    ]:
-        if needed and importlib.util.find_spec(package) is None:
-            raise ConfigError(f"{key}: {value!r} needs {package}, which is not installed; {fix}")
+    require_package("model.attention", model.attention)
+    require_package("train.log_with", train.log_with)
+    require_package("train.use_8bit_adam", train.use_8bit_adam)
     if config.seppo.ref_strategy is not None:
         from seppo_video.seppo.pool import parse_strategy
 

@@ -23,7 +23,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from seppo_video.config import Config, ConfigError, LoraConfig, ModelConfig
+from seppo_video.config import Config, ConfigError, LoraConfig, ModelConfig, require_package
 from seppo_video.models.tiny import ensure_tiny
 
 
@@ -222,7 +222,8 @@ class VideoDiffusionAdapter:
             from diffusers.models.attention_processor import AttnProcessor2_0
 
             self.unet.set_attn_processor(AttnProcessor2_0())
-        elif backend == "xformers":  # config.validate checked that xformers is installed
+        elif backend == "xformers":
+            require_package("model.attention", backend)
             self.unet.enable_xformers_memory_efficient_attention()
         else:
             raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
