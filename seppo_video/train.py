@@ -93,8 +93,10 @@ def setup(config: Config) -> Run:
         log_with=_tracker(config.train.log_with),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
-    with accelerator.main_process_first():  # rank 0 builds the demo data / tiny model, the others wait
-        # The data first: a bad annotation file or data set fails before the model is loaded.
+    with accelerator.main_process_first():  # rank 0 builds the tiny model / demo data, the others wait
+        # The model's config files, then the data: a wrong model folder, frames or a resolution the model
+        # cannot take, bad annotations or bad videos all fail before the model is loaded.
+        check_model_fits(config)
         dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
                                 model_id=model_id_for(config.model), seed=config.seed)
         adapter = load_adapter(config.model)
@@ -183,8 +185,7 @@ def train(config: Config, resume: str | None = None) -> Run:
     Returns the ``Run`` (its ``adapter`` holds the trained policy) for callers
     that go on working in Python.
     """
-    check_model_fits(config)  # fail fast: wrong model folder, frames or resolution the model cannot take
-    checkpoint = find_checkpoint(Path(config.output_dir), resume) if resume is not None else None
+    checkpoint = find_checkpoint(Path(config.output_dir), resume) if resume is not None else None  # fail fast
     run = setup(config)
     accelerator, out = run.accelerator, run.out
     state = TrainerState()
