@@ -52,7 +52,11 @@ def replace_directory(complete: Path, target: Path) -> None:
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(target, old)
-    os.replace(complete, target)
+    try:
+        os.replace(complete, target)
+    except BaseException:
+        os.replace(old, target)  # the old version back in place
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

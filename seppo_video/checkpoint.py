@@ -123,7 +123,7 @@ def save_checkpoint(
         for old in complete_checkpoints(run_dir)[:-keep]:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
-        for stale in root.glob(".step-*.tmp"):  # left by runs killed mid-save
+        for stale in root.glob(".step-*"):  # temporary and set-aside folders left by runs killed mid-save
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final

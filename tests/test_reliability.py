@@ -281,6 +281,27 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_stops(
     assert {p.name: p.read_bytes() for p in _step(run_copy, 4).iterdir() if p.is_file()} == before
 
 
+def test_a_failed_folder_replacement_puts_the_old_version_back(tmp_path, monkeypatch):
+    from seppo_video.atomic import replace_directory
+
+    target, new = tmp_path / "step-000004", tmp_path / ".step-000004.tmp"
+    for folder, text in ((target, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "weights").write_text(text)
+    real, moves = os.replace, []
+
+    def second_move_fails(src, dst):
+        moves.append(src)
+        if len(moves) == 2:  # the old version is set aside; moving the new one in fails
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_move_fails)
+    with pytest.raises(OSError, match="Read-only"):
+        replace_directory(new, target)
+    assert (target / "weights").read_text() == "old"
+
+
 def test_rotation_never_deletes_the_checkpoint_just_written(run_copy):
     # Resuming from the older step-2 with keep=1: the new step-3 is the one `latest` must find.
     train(_config(run_copy, "train.max_steps=3", "train.checkpoints_keep=1"), resume=str(_step(run_copy, 2)))
