@@ -356,6 +356,32 @@ def test_nonfinite_gradients_are_skipped_counted_and_stop_the_run(tmp_path, monk
     assert (state["nonfinite_total"], state["nonfinite_in_row"]) == (3, 2)
 
 
+def test_with_a_grad_scaler_an_overflowing_step_is_left_to_the_scaler():
+    """fp16 (no GPU here to run it): accelerate's GradScaler must see the step to skip it and lower its scale."""
+    from types import SimpleNamespace
+
+    from seppo_video.train import optimizer_update
+
+    def run_with(scaler, scaler_skipped: bool, calls: list[str]):
+        accelerator = SimpleNamespace(
+            clip_grad_norm_=lambda params, max_norm: torch.tensor(float("inf")),
+            scaler=scaler,
+            optimizer_step_was_skipped=scaler_skipped,
+        )
+        return SimpleNamespace(
+            accelerator=accelerator,
+            unet=torch.nn.Linear(1, 1),
+            config=SimpleNamespace(train=SimpleNamespace(max_grad_norm=1.0)),
+            optimizer=SimpleNamespace(step=lambda: calls.append("optimizer")),
+            lr_scheduler=SimpleNamespace(step=lambda: calls.append("scheduler")),
+        )
+
+    ours, scaled = [], []
+    assert optimizer_update(run_with(None, False, ours)) is False and ours == []  # fp32: skipped here
+    assert optimizer_update(run_with(object(), True, scaled)) is False  # fp16: the scaler skipped it...
+    assert scaled == ["optimizer", "scheduler"]  # ...after being handed the step
+
+
 # ---------------------------------------------------------------- 3. configuration
 
 
