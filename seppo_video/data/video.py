@@ -15,6 +15,7 @@ windows.
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import multiprocessing
 from collections.abc import Sequence
@@ -128,6 +129,7 @@ def _probe_in_child(paths: list[Path]) -> list[VideoInfo | str] | None:
 
 
 def _send_probes(paths: list[Path], sender) -> None:
+    faulthandler.disable()  # an abort here is handled by the parent: no Python traceback dump
     sender.send([_probe_or_reason(path) for path in paths])
     sender.close()
 
