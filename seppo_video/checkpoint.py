@@ -1,32 +1,47 @@
 """Checkpoints that survive a kill at any instant, holding only what cannot be rebuilt.
 
-``accelerate`` saves the optimizer, LR scheduler, EMA and every rank's RNG
-states (and handles DeepSpeed / FSDP sharding); our save hook replaces its
-full-model dump with the trainable tensors alone. We add the reference pool
-and the trainer's counters (step, data position). Everything goes into a
-hidden temporary folder that is renamed into place once complete, and the
-``latest`` pointer is rewritten atomically afterwards: a run killed mid-save
-resumes from the previous complete checkpoint.
+``accelerate`` saves the optimizer, LR scheduler and every rank's RNG states
+(and handles DeepSpeed / FSDP sharding); our save hook replaces its
+full-model dump with the trainable tensors alone. We add the EMA weights,
+the reference pool and the trainer's counters (step, data position).
+Everything goes into a hidden temporary folder that is renamed into place
+once complete, and the ``latest`` pointer is rewritten atomically afterwards:
+a run killed mid-save resumes from the previous complete checkpoint.
+
+A ``manifest.json`` (size and sha256 of every file) is written last; resuming
+verifies it, so a truncated or tampered checkpoint is passed over, with a
+warning, for the one before it. Nothing here unpickles objects: tensors are
+safetensors, counters JSON, and accelerate reads its optimizer, scheduler and
+RNG files with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from seppo_video.atomic import atomic_write_text
+from seppo_video.atomic import atomic_write_text, file_sha256, fsync_tree, replace_directory
 from seppo_video.seppo.pool import ReferencePool
 
 TRAINABLE_FILE = "trainable.safetensors"
 STATE_FILE = "trainer_state.json"
+MANIFEST_FILE = "manifest.json"
+EMA_WEIGHTS, EMA_STATE = "ema.safetensors", "ema.json"
 _NAME = re.compile(r"step-(\d+)")
+logger = logging.getLogger("seppo_video.checkpoint")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, or cannot be trusted on reading."""
 
 
 @dataclass
@@ -39,6 +54,12 @@ class TrainerState:
     batches_seen: int = 0  # micro-batches consumed in total (keys the per-batch RNG)
     nonfinite_total: int = 0
     nonfinite_in_row: int = 0
+
+
+def all_ranks_agree(accelerator, flag: bool) -> bool:
+    """True when ``flag`` holds on every process (also a barrier): ranks then take the same branch."""
+    votes = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(votes, reduction="sum").item() == accelerator.num_processes)
 
 
 def register_trainable_only_hooks(accelerator, trainable_names: set[str]) -> None:
@@ -66,64 +87,159 @@ def register_trainable_only_hooks(accelerator, trainable_names: set[str]) -> Non
 
 
 def save_checkpoint(
-    accelerator, run_dir: Path, state: TrainerState, pool: ReferencePool | None, keep: int
+    accelerator, run_dir: Path, state: TrainerState, pool: ReferencePool | None, keep: int, ema=None
 ) -> Path:
-    """Write ``run_dir/checkpoints/step-NNNNNN`` atomically, then prune to the newest ``keep``."""
+    """Write ``run_dir/checkpoints/step-NNNNNN`` atomically, then prune to the newest ``keep``.
+
+    A write that fails on any rank (disk full, read-only target) removes the
+    temporary folder, leaves every earlier checkpoint and the ``latest``
+    pointer as they were, and raises ``CheckpointError`` on every rank.
+    """
     root = run_dir / "checkpoints"
     final = root / f"step-{state.step:06d}"
     tmp = root / f".{final.name}.tmp"
-    if accelerator.is_main_process:
+    main = accelerator.is_main_process
+
+    def prepare() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
+
+    def complete() -> None:
+        if ema is not None:
+            _save_ema(ema, tmp)
         if pool is not None:
             pool.save(tmp / "pool")
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _write_manifest(tmp)  # last: a folder with a manifest is complete
+        fsync_tree(tmp)
+        replace_directory(tmp, final)
         atomic_write_text(root / "latest", final.name + "\n")
+
+    previous = (complete_checkpoints(run_dir) or [None])[-1]
+    _write_step(accelerator, "creating the folder", tmp, previous, prepare if main else None)
+    _write_step(accelerator, "saving the training state", tmp, previous, lambda: accelerator.save_state(str(tmp)))
+    _write_step(accelerator, "saving the pool, EMA and counters", tmp, previous, complete if main else None)
+    if main:  # rotation only once the new checkpoint is complete and pointed to, and never of that one
         for old in complete_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in root.glob(".step-*"):  # temporary and set-aside folders left by runs killed mid-save
+            shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
+def _write_step(accelerator, what: str, tmp: Path, previous: Path | None, action: Callable[[], None] | None) -> None:
+    """Run one part of a checkpoint write; if it failed on any rank, clean up and stop every rank."""
+    error: Exception | None = None
+    try:
+        if action is not None:
+            action()
+    except Exception as err:  # OSError, safetensors' and torch.save's own I/O errors alike
+        error = err
+    if all_ranks_agree(accelerator, error is None):
+        return
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+    raise CheckpointError(
+        f"writing checkpoint {tmp.name.strip('.').removesuffix('.tmp')} failed while {what}: "
+        f"{error if error is not None else 'on another process'}; {kept}. "
+        f"Free disk space or fix the permissions of {tmp.parent}, then rerun with --resume latest"
+    ) from error
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path != folder / MANIFEST_FILE
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Raise ``CheckpointError`` unless every file in the manifest is present with its size and sha256."""
+    try:
+        files = json.loads((folder / MANIFEST_FILE).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{folder}: unreadable {MANIFEST_FILE} ({err})") from None
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: {name} is missing")
+        size = path.stat().st_size
+        if size != expected["size"]:
+            raise CheckpointError(f"{folder}: {name} has {size} bytes, the manifest says {expected['size']}")
+        if file_sha256(path) != expected["sha256"]:
+            raise CheckpointError(f"{folder}: {name} does not match its sha256 in the manifest")
+
+
 def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Finished checkpoints, oldest first (temporary folders are never listed)."""
+    """Finished checkpoints (those with a manifest), oldest first; temporary folders are never listed."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if _NAME.fullmatch(p.name) and (p / STATE_FILE).exists()]
+    found = [p for p in root.iterdir() if _NAME.fullmatch(p.name) and (p / MANIFEST_FILE).exists()]
     return sorted(found, key=lambda p: int(_NAME.fullmatch(p.name).group(1)))
 
 
 def find_checkpoint(run_dir: Path, which: str) -> Path:
-    """``latest`` (the pointer, or the newest complete folder) or an explicit path."""
+    """A verified checkpoint: ``latest`` (the pointer's, else the newest intact one) or an explicit path.
+
+    Under ``latest`` a damaged checkpoint is skipped with a warning for the
+    next older one; an explicit path that fails verification is an error.
+    """
     if which != "latest":
         path = Path(which)
-        if not (path / STATE_FILE).exists():
-            raise FileNotFoundError(f"{path} is not a complete seppo-video checkpoint (no {STATE_FILE})")
+        if not (path / MANIFEST_FILE).exists():
+            raise FileNotFoundError(f"{path} is not a complete seppo-video checkpoint (no {MANIFEST_FILE})")
+        verify_checkpoint(path)
         return path
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if pointer.exists():
-        candidate = pointer.parent / pointer.read_text().strip()
-        if (candidate / STATE_FILE).exists():
-            return candidate
     complete = complete_checkpoints(run_dir)
     if not complete:
         raise FileNotFoundError(f"--resume latest: no complete checkpoint under {Path(run_dir) / 'checkpoints'}")
-    return complete[-1]
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    named = pointer.parent / pointer.read_text().strip() if pointer.exists() else None
+    candidates = ([named] if named in complete else []) + [p for p in reversed(complete) if p != named]
+    for candidate in candidates:
+        try:
+            verify_checkpoint(candidate)
+            return candidate
+        except CheckpointError as err:
+            logger.warning("skipping damaged checkpoint: %s; trying an older one", err)
+    raise CheckpointError(f"--resume latest: every checkpoint under {Path(run_dir) / 'checkpoints'} is damaged")
 
 
-def load_checkpoint(accelerator, path: Path, pool: ReferencePool | None) -> TrainerState:
-    """Restore accelerate's state, the pool and the trainer counters from ``path``."""
-    accelerator.load_state(str(path))
+def load_checkpoint(accelerator, path: Path, pool: ReferencePool | None, ema=None) -> TrainerState:
+    """Restore accelerate's state, the EMA, the pool and the trainer counters from ``path``."""
+    try:
+        accelerator.load_state(str(path))
+    except Exception as err:  # e.g. a pickle that weights_only refuses
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise CheckpointError(f"{path}: refusing to load the training state ({type(err).__name__}: {first})") from err
+    if ema is not None:
+        _load_ema(ema, path)
     if pool is not None:
         pool.load(path / "pool")
     return TrainerState(**json.loads((path / STATE_FILE).read_text()))
+
+
+def _save_ema(ema, folder: Path) -> None:
+    """EMA weights as safetensors and its counters as JSON (accelerate would pickle them)."""
+    state = ema.state_dict()
+    shadow = state.pop("shadow_params")
+    save_file({f"{i:06d}": t.detach().cpu().contiguous() for i, t in enumerate(shadow)}, str(folder / EMA_WEIGHTS))
+    (folder / EMA_STATE).write_text(json.dumps(state, indent=2))
+
+
+def _load_ema(ema, folder: Path) -> None:
+    tensors = load_file(str(folder / EMA_WEIGHTS))
+    if len(tensors) != len(ema.shadow_params):
+        raise CheckpointError(f"{folder}: {len(tensors)} EMA tensors, the model has {len(ema.shadow_params)}")
+    state = json.loads((folder / EMA_STATE).read_text())
+    shadow = [tensors[k].to(old.device) for k, old in zip(sorted(tensors), ema.shadow_params)]
+    ema.load_state_dict({**state, "shadow_params": shadow})
 
 
 def read_trainable(path: Path) -> dict[str, torch.Tensor]:

@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from seppo_video.checkpoint import CheckpointError
     from seppo_video.config import ConfigError
     from seppo_video.data import DataError
 
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except DataError as err:
         print(f"seppo-video {args.command}: data error: {err}", file=sys.stderr)
+        return 2
+    except CheckpointError as err:  # a failed checkpoint write, or no trustworthy checkpoint to resume
+        print(f"seppo-video {args.command}: checkpoint error: {err}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:  # a missing checkpoint, model folder or prompts file
         print(f"seppo-video {args.command}: {err}", file=sys.stderr)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -236,30 +238,74 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
+# Settings that need an optional package: (key, value) -> (package, how to fix it).
+OPTIONAL_PACKAGES: dict[tuple[str, Any], tuple[str, str]] = {
+    ("model.attention", "xformers"): ("xformers", "pip install 'seppo-video[xformers]' (pulls a CUDA torch), or use 'sdpa'"),
+    ("train.log_with", "wandb"): ("wandb", "pip install wandb, or use 'tensorboard'"),
+    ("train.use_8bit_adam", True): ("bitsandbytes", "pip install bitsandbytes (CUDA only), or set it to false"),
+}
+
+
+def require_package(key: str, value: Any) -> None:
+    """Raise ``ConfigError`` when ``key=value`` needs an optional package that is not installed."""
+    package, fix = OPTIONAL_PACKAGES.get((key, value), (None, ""))
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"{key}: {value!r} needs {package}, which is not installed; {fix}")
+
+
 def validate(config: Config) -> None:
-    """Cross-field checks that types alone cannot express."""
-    positive = {
-        "train.max_steps": config.train.max_steps,
-        "train.gradient_accumulation_steps": config.train.gradient_accumulation_steps,
-        "train.checkpoint_every": config.train.checkpoint_every,
-        "train.checkpoints_keep": config.train.checkpoints_keep,
-        "data.batch_size": config.data.batch_size,
-        "data.num_frames": config.data.num_frames,
-        "data.resolution": config.data.resolution,
-        "seppo.ref_every": config.seppo.ref_every,
-        "seppo.pool_size": config.seppo.pool_size,
-        "seppo.ref_sample_steps": config.seppo.ref_sample_steps,
-        "model.vae_chunk_frames": config.model.vae_chunk_frames,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    if config.seppo.ref_batch_chunk is not None and config.seppo.ref_batch_chunk <= 0:
-        raise ConfigError(f"seppo.ref_batch_chunk: must be positive or null, got {config.seppo.ref_batch_chunk}")
-    if config.seppo.pool_size < 2:
-        raise ConfigError("seppo.pool_size: must be at least 2 (theta_0 and one snapshot)")
-    if not 0.0 <= config.data.max_bad_fraction <= 1.0:
-        raise ConfigError(f"data.max_bad_fraction: must be in [0, 1], got {config.data.max_bad_fraction}")
+    """Value ranges, cross-field checks and optional packages: everything types alone cannot express."""
+    model, data, seppo, train, sample = config.model, config.data, config.seppo, config.train, config.sample
+    # (key, value, whether it is acceptable, what is allowed)
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("output_dir", config.output_dir, bool(config.output_dir.strip()), "a non-empty path"),
+        ("seed", config.seed, config.seed >= 0, "non-negative"),
+        ("model.vae_chunk_frames", model.vae_chunk_frames, model.vae_chunk_frames > 0, "positive"),
+        ("model.lora.rank", model.lora.rank, model.lora.rank > 0, "positive"),
+        ("model.lora.alpha", model.lora.alpha, _positive(model.lora.alpha), "positive"),
+        ("model.lora.targets", model.lora.targets, bool(model.lora.targets), "a non-empty list of module names"),
+        ("model.lora.dropout", model.lora.dropout, 0 <= model.lora.dropout < 1, "in [0, 1)"),
+        ("data.num_frames", data.num_frames, data.num_frames > 0, "positive"),
+        ("data.resolution", data.resolution, data.resolution > 0, "positive"),
+        ("data.frame_stride", data.frame_stride, data.frame_stride > 0, "positive"),
+        ("data.target_fps", data.target_fps, data.target_fps is None or _positive(data.target_fps), "positive or null"),
+        ("data.max_bad_fraction", data.max_bad_fraction, 0 <= data.max_bad_fraction <= 1, "in [0, 1]"),
+        ("data.batch_size", data.batch_size, data.batch_size > 0, "positive"),
+        ("data.num_workers", data.num_workers, data.num_workers >= 0, "non-negative"),
+        ("seppo.beta", seppo.beta, _positive(seppo.beta), "positive"),
+        ("seppo.num_train_timesteps", seppo.num_train_timesteps, seppo.num_train_timesteps > 0, "positive"),
+        ("seppo.ref_every", seppo.ref_every, seppo.ref_every > 0, "positive"),
+        ("seppo.pool_size", seppo.pool_size, seppo.pool_size >= 2, "at least 2 (theta_0 and one snapshot)"),
+        ("seppo.ref_sample_steps", seppo.ref_sample_steps, seppo.ref_sample_steps > 0, "positive"),
+        ("seppo.ref_guidance_scale", seppo.ref_guidance_scale, _finite(seppo.ref_guidance_scale, 0), ">= 0"),
+        ("seppo.ref_eta", seppo.ref_eta, 0 <= seppo.ref_eta <= 1, "in [0, 1]"),
+        ("seppo.ref_batch_chunk", seppo.ref_batch_chunk, seppo.ref_batch_chunk is None or seppo.ref_batch_chunk > 0,
+         "positive or null"),
+        ("train.max_steps", train.max_steps, train.max_steps > 0, "positive"),
+        ("train.learning_rate", train.learning_rate, _positive(train.learning_rate), "positive"),
+        ("train.lr_warmup_steps", train.lr_warmup_steps, train.lr_warmup_steps >= 0, "non-negative"),
+        ("train.gradient_accumulation_steps", train.gradient_accumulation_steps, train.gradient_accumulation_steps > 0,
+         "positive"),
+        ("train.max_grad_norm", train.max_grad_norm, _positive(train.max_grad_norm), "positive"),
+        ("train.adam_beta1", train.adam_beta1, 0 <= train.adam_beta1 < 1, "in [0, 1)"),
+        ("train.adam_beta2", train.adam_beta2, 0 <= train.adam_beta2 < 1, "in [0, 1)"),
+        ("train.weight_decay", train.weight_decay, _finite(train.weight_decay, 0), ">= 0"),
+        ("train.ema.decay", train.ema.decay, 0 <= train.ema.decay <= 1, "in [0, 1]"),
+        ("train.checkpoint_every", train.checkpoint_every, train.checkpoint_every > 0, "positive"),
+        ("train.checkpoints_keep", train.checkpoints_keep, train.checkpoints_keep > 0, "positive"),
+        ("train.max_nonfinite_in_row", train.max_nonfinite_in_row, train.max_nonfinite_in_row > 0, "positive"),
+        ("train.log_every", train.log_every, train.log_every > 0, "positive"),
+        ("sample.seeds", sample.seeds, all(seed >= 0 for seed in sample.seeds), "non-negative integers"),
+        ("sample.num_inference_steps", sample.num_inference_steps, sample.num_inference_steps > 0, "positive"),
+        ("sample.guidance_scale", sample.guidance_scale, _finite(sample.guidance_scale, 0), ">= 0"),
+        ("sample.fps", sample.fps, sample.fps > 0, "positive"),
+    ]
+    for key, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{key}: must be {allowed}, got {value!r}")
+    require_package("model.attention", model.attention)
+    require_package("train.log_with", train.log_with)
+    require_package("train.use_8bit_adam", train.use_8bit_adam)
     if config.seppo.ref_strategy is not None:
         from seppo_video.seppo.pool import parse_strategy
 
@@ -273,3 +319,13 @@ def validate(config: Config) -> None:
         raise ConfigError("data.num_frames: the image backbone (model.kind='sd') takes exactly 1 frame")
     if config.model.kind == "animatediff" and config.model.pretrained != "tiny" and not config.model.motion_adapter:
         raise ConfigError("model.motion_adapter: AnimateDiff needs a MotionAdapter folder next to model.pretrained")
+
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _finite(value: float, minimum: float) -> bool:
+    return math.isfinite(value) and value >= minimum
+

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from seppo_video.atomic import atomic_write_json, atomic_write_text
 from seppo_video.checkpoint import (
     TrainerState,
+    all_ranks_agree,
     find_checkpoint,
     load_checkpoint,
     read_trainable,
@@ -33,7 +34,7 @@ from seppo_video.checkpoint import (
 )
 from seppo_video.config import Config, ConfigError, load_config
 from seppo_video.export import export_weights
-from seppo_video.models.adapters import VideoDiffusionAdapter, load_adapter
+from seppo_video.models.adapters import VideoDiffusionAdapter, check_model_fits, load_adapter
 from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
 from seppo_video.seppo.methods import MethodSpec, resolve_method
 from seppo_video.seppo.noise import draw_pair_noise, noise_pairs
@@ -43,7 +44,7 @@ from seppo_video.seppo.sampler import sample_latents
 
 
 class NonFiniteLossError(RuntimeError):
-    """Too many optimizer steps in a row had a NaN / inf loss."""
+    """Too many optimizer steps in a row had a NaN / inf loss or gradient."""
 
 
 @dataclass
@@ -82,6 +83,9 @@ def setup(config: Config) -> Run:
 
     method = resolve_method(config.seppo)
     out = Path(config.output_dir)
+    if config.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.mixed_precision: 'fp16' needs a CUDA GPU (accelerate then scales the loss with a "
+                          "GradScaler); on a CPU use 'bf16' or 'no'")
     accelerator = Accelerator(
         cpu=_multi_process_without_gpu(),
         mixed_precision=config.train.mixed_precision,
@@ -90,9 +94,12 @@ def setup(config: Config) -> Run:
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     with accelerator.main_process_first():  # rank 0 builds the tiny model / demo data, the others wait
-        adapter = load_adapter(config.model)
+        # The model's config files, then the data: a wrong model folder, frames or a resolution the model
+        # cannot take, bad annotations or bad videos all fail before the model is loaded.
+        check_model_fits(config)
         dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
                                 model_id=model_id_for(config.model), seed=config.seed)
+        adapter = load_adapter(config.model)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
     adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype
     trainable = [p for _, p in adapter.named_trainable_parameters()]
@@ -105,9 +112,7 @@ def setup(config: Config) -> Run:
     )
     unet, optimizer, lr_scheduler = accelerator.prepare(adapter.unet, optimizer, lr_scheduler)
     register_trainable_only_hooks(accelerator, {n for n, _ in adapter.named_trainable_parameters()})
-    ema = _ema(config, trainable)
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
+    ema = _ema(config, trainable)  # checkpointed by save_checkpoint as safetensors (accelerate would pickle it)
     pool = None
     if method.uses_reference:
         pool = ReferencePool(
@@ -147,14 +152,7 @@ def _multi_process_without_gpu() -> bool:
 
 
 def _tracker(name: str) -> list[str] | None:
-    if name == "none":
-        return None
-    if name == "wandb":
-        import importlib.util
-
-        if importlib.util.find_spec("wandb") is None:
-            raise ConfigError("train.log_with: 'wandb' is not installed (pip install wandb) — or use 'tensorboard'")
-    return [name]
+    return None if name == "none" else [name]  # config.validate checked that the tracker is installed
 
 
 def _optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -164,10 +162,8 @@ def _optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.
         weight_decay=config.train.weight_decay,
     )
     if config.train.use_8bit_adam:
-        try:
-            import bitsandbytes as bnb
-        except ImportError:
-            raise ConfigError("train.use_8bit_adam: needs bitsandbytes (pip install bitsandbytes, CUDA only)") from None
+        import bitsandbytes as bnb  # config.validate checked that it is installed
+
         return bnb.optim.AdamW8bit(params, **kwargs)
     return torch.optim.AdamW(params, **kwargs)
 
@@ -194,7 +190,7 @@ def train(config: Config, resume: str | None = None) -> Run:
     accelerator, out = run.accelerator, run.out
     state = TrainerState()
     if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint, run.pool)
+        state = load_checkpoint(accelerator, checkpoint, run.pool, run.ema)
         accelerator.print(f"resumed from {checkpoint} at step {state.step}")
     elif run.pool is not None:
         run.pool.add(0, run.adapter.trainable_state())  # theta_0
@@ -214,14 +210,13 @@ def train(config: Config, resume: str | None = None) -> Run:
         with accelerator.accumulate(run.unet):
             loss, stats, ref_index = compute_loss(run, batch, state)
             state.batches_seen += 1
-            finite = _finite_everywhere(accelerator, loss)
+            # All ranks skip together, or DDP would hang waiting for a missing backward.
+            finite = all_ranks_agree(accelerator, bool(torch.isfinite(loss.detach()).all()))
             if finite:
                 accelerator.backward(loss)
             cycle_nonfinite |= not finite
             if accelerator.sync_gradients and not cycle_nonfinite:
-                accelerator.clip_grad_norm_(run.unet.parameters(), config.train.max_grad_norm)
-                run.optimizer.step()
-                run.lr_scheduler.step()
+                cycle_nonfinite = not optimizer_update(run)
             run.optimizer.zero_grad(set_to_none=True)
         if not accelerator.sync_gradients:
             continue
@@ -251,11 +246,28 @@ def train(config: Config, resume: str | None = None) -> Run:
         flip = {"flip": f"{stats['flip_rate']:.2f}"} if "flip_rate" in stats else {}  # SFT has no flipper
         progress.set_postfix(loss=f"{record['loss']:.4f}", **flip)
         if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps:
-            save_checkpoint(accelerator, out, state, run.pool, config.train.checkpoints_keep)
+            save_checkpoint(accelerator, out, state, run.pool, config.train.checkpoints_keep, run.ema)
         step_start, cycle_nonfinite = time.perf_counter(), False
     progress.close()
     finish(run, state, ref_history, time.perf_counter() - started)
     return run
+
+
+def optimizer_update(run: Run) -> bool:
+    """Clip and step; False when the step was skipped because the gradients were not finite.
+
+    The clipped norm is the same on every rank (gradients are already reduced).
+    Under fp16, accelerate's GradScaler decides: ``clip_grad_norm_`` unscales,
+    and the scaler skips an overflowing step and lowers its scale, which it
+    can only do if the step is called.
+    """
+    accelerator = run.accelerator
+    norm = accelerator.clip_grad_norm_(run.unet.parameters(), run.config.train.max_grad_norm)
+    if norm is not None and not torch.isfinite(norm) and accelerator.scaler is None:  # None: DeepSpeed clips itself
+        return False
+    run.optimizer.step()
+    run.lr_scheduler.step()
+    return not accelerator.optimizer_step_was_skipped
 
 
 def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tensor, dict[str, float], int]:
@@ -406,12 +418,6 @@ def _step_of(line: str) -> int:
         return 1 << 62
 
 
-def _finite_everywhere(accelerator, loss: torch.Tensor) -> bool:
-    """All ranks skip together, or DDP would hang waiting for a missing backward."""
-    flag = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=accelerator.device)
-    return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
-
-
 def _count_nonfinite(state: TrainerState, skipped: bool) -> None:
     state.nonfinite_total += skipped
     state.nonfinite_in_row = state.nonfinite_in_row + 1 if skipped else 0
@@ -420,7 +426,7 @@ def _count_nonfinite(state: TrainerState, skipped: bool) -> None:
 def _stop_if_diverged(state: TrainerState, limit: int) -> None:
     if state.nonfinite_in_row >= limit:
         raise NonFiniteLossError(
-            f"{state.nonfinite_in_row} optimizer steps in a row had a non-finite loss (step {state.step}); "
+            f"{state.nonfinite_in_row} optimizer steps in a row had a non-finite loss or gradient (step {state.step}); "
             "lower train.learning_rate or seppo.beta, or try train.mixed_precision='bf16' instead of 'fp16'"
         )
 

@@ -19,6 +19,7 @@ from seppo_video.data.skips import DataError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif"})
 VIDEO_COLUMNS = ("videoid", "path", "video")
+UNDECODABLE = "surrogateescape"  # see read_rows
 CAPTION_COLUMNS = ("name", "caption", "text")
 
 
@@ -34,18 +35,26 @@ class VideoRecord:
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a CSV, JSON (list of objects) or JSONL file, as dicts."""
+    """The rows of a CSV, JSON (list of objects) or JSONL file, as dicts.
+
+    Bytes that are not UTF-8 are kept as surrogates (``surrogateescape``), so
+    one badly encoded caption skips its record instead of the whole file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"annotation file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with path.open(newline="", encoding="utf-8-sig", errors=UNDECODABLE) as handle:
             return list(csv.DictReader(handle))
+    text = path.read_text(encoding="utf-8", errors=UNDECODABLE)
     if suffix == ".jsonl":
-        return [_json_object(path, line, n) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        return [_json_object(path, line, n) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if suffix == ".json":
-        rows = json.loads(path.read_text())
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON ({err})") from None
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise DataError(f"{path}: a JSON annotation file must hold a list of objects")
         return rows

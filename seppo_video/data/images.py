@@ -26,12 +26,12 @@ from seppo_video.data.skips import (
     BAD_LABEL,
     CORRUPT_FILE,
     DECODE_FAILED,
-    EMPTY_CAPTION,
     EMPTY_FILE,
     MISSING_FILE,
     DataError,
     SkipLog,
     SkippingDataset,
+    caption_problem,
 )
 from seppo_video.data.video import to_model_pixels
 
@@ -193,8 +193,9 @@ class ImagePreferenceDataset(SkippingDataset):
         if pair.label_0 not in LABELS:
             self.skips.skip(f"{self.source} record {pair.id}", BAD_LABEL, f"label_0={pair.label_0!r}")
             return None
-        if not pair.prompt:
-            self.skips.skip(f"{self.source} record {pair.id}", EMPTY_CAPTION)
+        problem = caption_problem(pair.prompt)
+        if problem:
+            self.skips.skip(f"{self.source} record {pair.id}", problem)
             return None
         preferred = 0 if pair.label_0 == 1.0 else 1
         winner, loser = pair.images[preferred], pair.images[1 - preferred]

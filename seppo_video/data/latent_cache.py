@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from seppo_video.atomic import atomic_directory
+from seppo_video.atomic import atomic_directory, file_sha256
 from seppo_video.config import Config, ConfigError, ModelConfig
 from seppo_video.data.builders import build_pixel_dataset, collate
 from seppo_video.data.skips import DataError, SkipLog, logger
@@ -228,15 +228,7 @@ def _write_shard(root: Path, number: int, pending: dict[str, list[torch.Tensor]]
     name = f"shard-{number:05d}.safetensors"
     tensors = {key: torch.cat(parts).contiguous() for key, parts in pending.items()}
     save_file(tensors, str(root / name))
-    return {"file": name, "num_items": len(tensors["latents"]), "sha256": _sha256(root / name)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {"file": name, "num_items": len(tensors["latents"]), "sha256": file_sha256(root / name)}
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
@@ -251,7 +243,7 @@ def _verify_shards(root: Path, manifest: dict[str, Any]) -> None:
         path = root / shard["file"]
         if not path.is_file():
             raise CorruptCacheError(f"latent cache {root}: shard {shard['file']} is missing; {RERUN}")
-        if _sha256(path) != shard["sha256"]:
+        if file_sha256(path) != shard["sha256"]:
             raise CorruptCacheError(f"latent cache {root}: shard {shard['file']} fails its checksum (damaged); {RERUN}")
 
 

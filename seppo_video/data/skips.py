@@ -23,6 +23,9 @@ EMPTY_FILE = "zero-length file"
 CORRUPT_FILE = "corrupt or unreadable file"
 TOO_SHORT = "too few frames"
 EMPTY_CAPTION = "empty caption"
+BAD_CAPTION = "caption is not valid UTF-8"
+DUPLICATE_ID = "duplicate id"
+FRAME_TOO_LARGE = "frame too large"
 DECODE_FAILED = "decode failed"
 NO_LOSER = "no loser"
 BAD_LABEL = "invalid preference label"
@@ -30,6 +33,17 @@ BAD_LABEL = "invalid preference label"
 
 class DataError(RuntimeError):
     """The data cannot be used as configured (too much of it is bad, or a required part is absent)."""
+
+
+def caption_problem(caption: str) -> str | None:
+    """Why a caption is unusable (empty; bytes that were not UTF-8, kept as surrogates on reading), or None."""
+    if not caption:
+        return EMPTY_CAPTION
+    try:
+        caption.encode("utf-8")
+    except UnicodeEncodeError:
+        return BAD_CAPTION
+    return None
 
 
 class SkipLog:

@@ -15,7 +15,9 @@ windows.
 
 from __future__ import annotations
 
+import faulthandler
 import math
+import multiprocessing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +32,21 @@ from seppo_video.data.annotations import VideoRecord
 from seppo_video.data.skips import (
     CORRUPT_FILE,
     DECODE_FAILED,
-    EMPTY_CAPTION,
+    DUPLICATE_ID,
     EMPTY_FILE,
+    FRAME_TOO_LARGE,
     MISSING_FILE,
     NO_LOSER,
     TOO_SHORT,
     DataError,
     SkipLog,
     SkippingDataset,
+    caption_problem,
 )
+
+# Frames above this many pixels (4096 x 4096) are refused at the probe: decoding
+# F of them would take gigabytes, and a forged header can claim any size.
+MAX_FRAME_PIXELS = 4096 * 4096
 
 
 def _import_decord() -> Any:
@@ -60,21 +68,77 @@ BACKEND: str = "decord" if _DECORD is not None else "imageio"
 class VideoInfo:
     num_frames: int
     fps: float
+    width: int = 0  # 0: not known
+    height: int = 0
 
 
 def probe_video(path: str | Path, backend: str | None = None) -> VideoInfo:
-    """Frame count and frame rate; raises on a file that cannot be opened.
+    """Frame count, frame rate and frame size; raises on a file that cannot be opened.
 
     decord indexes every packet when it opens a file, so a truncated mp4
-    already fails here, before any frame is decoded.
+    already fails here; it reports no frame size, so the first frame is
+    decoded for it.
     """
     if (backend or BACKEND) == "decord":
         reader = _DECORD.VideoReader(str(path), num_threads=1)
-        return VideoInfo(len(reader), float(reader.get_avg_fps()))
+        height, width = reader[0].shape[:2] if len(reader) else (0, 0)
+        return VideoInfo(len(reader), float(reader.get_avg_fps()), width, height)
     import imageio.v2 as imageio
 
     with imageio.get_reader(str(path), format="FFMPEG") as reader:
-        return VideoInfo(reader.count_frames(), float(reader.get_meta_data().get("fps") or 0.0))
+        meta = reader.get_meta_data()
+        width, height = meta.get("size") or (0, 0)
+        return VideoInfo(reader.count_frames(), float(meta.get("fps") or 0.0), width, height)
+
+
+def probe_videos(paths: Sequence[Path], chunk: int = 64) -> list[VideoInfo | str]:
+    """``probe_video`` for each path, in child processes: a ``VideoInfo``, or why the file is unusable.
+
+    A malformed header can make decord's native code abort the whole process
+    (``std::bad_alloc`` on a forged sample table), which no ``except`` can
+    catch. In a forked child that costs only the child; a chunk whose child
+    dies is probed again one file per child, which names the culprit.
+    """
+    results: list[VideoInfo | str] = []
+    starts = range(0, len(paths), chunk)
+    for start in tqdm(starts, desc="checking videos", unit="chunk", disable=len(starts) < 8):
+        part = list(paths[start : start + chunk])
+        probed = _probe_in_child(part)
+        if probed is None:
+            probed = [(_probe_in_child([path]) or ["the decoder crashed the process reading it"])[0] for path in part]
+        results += probed
+    return results
+
+
+def _probe_in_child(paths: list[Path]) -> list[VideoInfo | str] | None:
+    """Results from a forked child, or None when it died (or in-process where fork is unavailable)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return [_probe_or_reason(path) for path in paths]
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_send_probes, args=(paths, sender), daemon=True)
+    child.start()
+    sender.close()  # the child's end: once it exits, recv() sees EOF instead of blocking
+    try:
+        return receiver.recv()
+    except EOFError:
+        return None
+    finally:
+        child.join()
+        receiver.close()
+
+
+def _send_probes(paths: list[Path], sender) -> None:
+    faulthandler.disable()  # an abort here is handled by the parent: no Python traceback dump
+    sender.send([_probe_or_reason(path) for path in paths])
+    sender.close()
+
+
+def _probe_or_reason(path: Path) -> VideoInfo | str:
+    try:
+        return probe_video(path)
+    except Exception as err:  # decord/ffmpeg raise several unrelated types for bad files
+        return _first_line(err)
 
 
 def read_frames(path: str | Path, indices: Sequence[int], backend: str | None = None) -> np.ndarray:
@@ -207,8 +271,9 @@ class VideoDataset(SkippingDataset):
         self.stride, self.target_fps = frame_stride, target_fps
         self.pairs, self.seed, self.epoch = pairs, seed, 0
         self.skips = SkipLog(source, len(records), max_bad_fraction)
-        checking = tqdm(records, desc="checking videos", unit="clip", disable=len(records) < 500)
-        self.clips = [clip for clip in map(self._probe, checking) if clip is not None]
+        self._seen_ids: set[str] = set()
+        self._probed = self._probe_files(records)
+        self.clips = [clip for clip in map(self._probe, records) if clip is not None]
         self._failed: set[int] = set()
         self.skips.conclude(len(self.clips), "no usable records")
 
@@ -260,10 +325,21 @@ class VideoDataset(SkippingDataset):
         indices = sample_indices(info, self.num_frames, stride, is_transmit, rng)
         return to_model_pixels(read_frames(path, indices), self.resolution)
 
+    def _probe_files(self, records: Sequence[VideoRecord]) -> dict[Path, VideoInfo | str]:
+        """Every existing, non-empty video of ``records`` probed (in child processes, see ``probe_videos``)."""
+        paths = {r.path for r in records} | ({r.loser for r in records if r.loser} if self.pairs else set())
+        files = sorted(path for path in paths if path.is_file() and path.stat().st_size > 0)
+        return dict(zip(files, probe_videos(files), strict=True))
+
     def _probe(self, record: VideoRecord) -> _Clip | None:
-        if not record.prompt:
-            self.skips.skip(f"{record.path} (id {record.id!r})", EMPTY_CAPTION)
+        problem = caption_problem(record.prompt)
+        if problem:
+            self.skips.skip(f"{record.path} (id {record.id!r})", problem)
             return None
+        if record.id in self._seen_ids:
+            self.skips.skip(f"{record.path} (id {record.id!r})", DUPLICATE_ID, "an earlier record has it")
+            return None
+        self._seen_ids.add(record.id)
         if self.pairs and record.loser is None:
             self.skips.skip(f"{record.path} (id {record.id!r})", NO_LOSER)
             return None
@@ -283,10 +359,12 @@ class VideoDataset(SkippingDataset):
         if path.stat().st_size == 0:
             self.skips.skip(str(path), EMPTY_FILE)
             return None
-        try:
-            info = probe_video(path)
-        except Exception as err:  # decord/ffmpeg raise several unrelated types for bad files
-            self.skips.skip(str(path), CORRUPT_FILE, _first_line(err))
+        info = self._probed[path]
+        if isinstance(info, str):
+            self.skips.skip(str(path), CORRUPT_FILE, info)
+            return None
+        if info.width * info.height > MAX_FRAME_PIXELS:
+            self.skips.skip(str(path), FRAME_TOO_LARGE, f"{info.width}x{info.height}, limit {MAX_FRAME_PIXELS} pixels")
             return None
         if info.num_frames < self.num_frames:
             self.skips.skip(str(path), TOO_SHORT, f"{info.num_frames} frames, need {self.num_frames}")

@@ -14,7 +14,7 @@ here and nowhere else:
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from seppo_video.config import ConfigError, LoraConfig, ModelConfig
+from seppo_video.config import Config, ConfigError, LoraConfig, ModelConfig, require_package
 from seppo_video.models.tiny import ensure_tiny
 
 
@@ -223,11 +223,7 @@ class VideoDiffusionAdapter:
 
             self.unet.set_attn_processor(AttnProcessor2_0())
         elif backend == "xformers":
-            if importlib.util.find_spec("xformers") is None:
-                raise ConfigError(
-                    "model.attention: 'xformers' is not installed; install the extra "
-                    "(pip install 'seppo-video[xformers]', which pulls a CUDA torch) or use 'sdpa'"
-                )
+            require_package("model.attention", backend)
             self.unet.enable_xformers_memory_efficient_attention()
         else:
             raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
@@ -351,6 +347,39 @@ def resolve_paths(config: ModelConfig) -> ModelPaths:
         if motion is None or not (motion / "config.json").exists():
             raise ConfigError(f"model.motion_adapter: {motion} is not a MotionAdapter folder (no config.json)")
     return ModelPaths(pipeline, motion)
+
+
+def check_model_fits(config: Config) -> None:
+    """Before anything heavy: the model folders exist and take the configured resolution and frames.
+
+    Only the components' ``config.json`` files are read: a run with a wrong
+    path, a resolution the VAE cannot round-trip, or more frames than the
+    motion modules' positional embeddings fails here, not at step 1.
+    """
+    paths = resolve_paths(config.model)
+    vae = _component_config(paths.pipeline / "vae", "model.pretrained")
+    factor = 2 ** (len(vae["block_out_channels"]) - 1)
+    resolution = config.data.resolution
+    if resolution % factor:
+        below, above = resolution // factor * factor, (resolution // factor + 1) * factor
+        raise ConfigError(
+            f"data.resolution: {resolution} is not a multiple of {factor}, the VAE's downsampling factor "
+            f"(use {below or above} or {above})"
+        )
+    if paths.motion_adapter is not None:
+        limit = _component_config(paths.motion_adapter, "model.motion_adapter").get("motion_max_seq_length", 32)
+        if config.data.num_frames > limit:
+            raise ConfigError(
+                f"data.num_frames: {config.data.num_frames} is more than the {limit} frames the motion modules' "
+                f"positional embeddings cover (use at most {limit})"
+            )
+
+
+def _component_config(folder: Path, key: str) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{key}: cannot read {folder / 'config.json'} ({err}); is it a diffusers model folder?") from None
 
 
 def load_adapter(config: ModelConfig, configure: bool = True) -> VideoDiffusionAdapter:

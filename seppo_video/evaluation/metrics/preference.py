@@ -94,7 +94,7 @@ class HPSv2Score:
         if not checkpoint.is_file():
             raise EvalError(f"weights.hpsv2: checkpoint not found: {checkpoint}")
         model, _, self.preprocess = open_clip.create_model_and_transforms("ViT-H-14", pretrained=None)
-        state = torch.load(checkpoint, map_location="cpu")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # never unpickle objects
         model.load_state_dict(state.get("state_dict", state))
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer("ViT-H-14")
