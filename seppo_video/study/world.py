@@ -2,7 +2,7 @@
 
 A clip is a latent tensor ``[C, F, H, W]``: one coloured disc (a channel) at
 a named position whose radius grows or shrinks linearly over the frames.
-The prompt names the three attributes: "a red disc growing at the left,
+The prompt names the three attributes: "red growing left: a disc,
 time-lapse". Bad clips break the time-lapse in one way each: they flicker,
 jump, stall, run backwards, or show the wrong colour.
 
@@ -37,7 +37,8 @@ class Prompt:
 
     @property
     def text(self) -> str:
-        return f"a {self.colour} disc {self.direction} at the {self.position}, time-lapse"
+        # Attributes first: the causal text encoder then lets them shape every later token state.
+        return f"{self.colour} {self.direction} {self.position}: a disc, time-lapse"
 
     @property
     def channel(self) -> int:
