@@ -211,18 +211,8 @@ def train(config: Config, resume: str | None = None) -> Run:
     for batch in iterate_batches(run, state):
         if state.step >= config.train.max_steps:  # also when resuming a finished run
             break
-        with accelerator.accumulate(run.unet):
-            loss, stats, ref_index = compute_loss(run, batch, state)
-            state.batches_seen += 1
-            finite = _finite_everywhere(accelerator, loss)
-            if finite:
-                accelerator.backward(loss)
-            cycle_nonfinite |= not finite
-            if accelerator.sync_gradients and not cycle_nonfinite:
-                accelerator.clip_grad_norm_(run.unet.parameters(), config.train.max_grad_norm)
-                run.optimizer.step()
-                run.lr_scheduler.step()
-            run.optimizer.zero_grad(set_to_none=True)
+        loss, stats, ref_index, finite = micro_step(run, batch, state, cycle_nonfinite)
+        cycle_nonfinite |= not finite
         if not accelerator.sync_gradients:
             continue
         state.step += 1
@@ -255,6 +245,29 @@ def train(config: Config, resume: str | None = None) -> Run:
     progress.close()
     finish(run, state, ref_history, time.perf_counter() - started)
     return run
+
+
+def micro_step(
+    run: Run, batch: dict, state: TrainerState, cycle_nonfinite: bool = False
+) -> tuple[torch.Tensor, dict[str, float], int, bool]:
+    """Loss and backward on one micro-batch; the optimizer steps at the end of an accumulation cycle
+    unless a loss of the cycle (``cycle_nonfinite``, or this one) was non-finite.
+
+    Returns the loss, its statistics, the reference index and whether the loss was finite.
+    """
+    accelerator = run.accelerator
+    with accelerator.accumulate(run.unet):
+        loss, stats, ref_index = compute_loss(run, batch, state)
+        state.batches_seen += 1
+        finite = _finite_everywhere(accelerator, loss)
+        if finite:
+            accelerator.backward(loss)
+        if accelerator.sync_gradients and finite and not cycle_nonfinite:
+            accelerator.clip_grad_norm_(run.unet.parameters(), run.config.train.max_grad_norm)
+            run.optimizer.step()
+            run.lr_scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return loss, stats, ref_index, finite
 
 
 def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tensor, dict[str, float], int]:
