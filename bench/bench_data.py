@@ -1,11 +1,11 @@
 """Data throughput: decord over imageio, and training with the latent cache over decoding each step.
 
-    python bench/bench_data.py [--clips 6] [--clip-frames 48] [--clip-size 256] [--frames 8]
+    python bench/bench_data.py [--model mid|tiny] [--clips 6] [--clip-frames 48] [--clip-size 256] [--frames 8]
 
 - decoding: the same synthetic mp4 clips (the demo scenes, written at ``--clip-size``) read with
   each backend of ``seppo_video.data.video.read_frames``: ``--frames`` frames spread over each whole
   clip, as training samples them; decoded frames per second of decord over imageio;
-- training: SePPO steps on the tiny demo (the trainer's ``setup``, ``iterate_batches`` and
+- training: SePPO steps on the demo clips (the trainer's ``setup``, ``iterate_batches`` and
   ``micro_step``) from a latent cache built by ``build_latent_cache`` over the same steps decoding
   mp4s and VAE-encoding winners every step; steps per second, and the data part alone (batch +
   winner latents).
@@ -66,7 +66,7 @@ class Steps:
 
 
 def training(args: argparse.Namespace, root: Path) -> tuple[list[benchlib.Ratio], dict[str, Any]]:
-    overrides = [*benchlib.model_overrides("tiny"), "data.kind=demo", f"data.num_frames={args.frames}"]
+    overrides = [*benchlib.model_overrides(args.model), "data.kind=demo", f"data.num_frames={args.frames}"]
     decoding_run = benchlib.make_run(args, overrides)
     cache = build_latent_cache(
         decoding_run.dataset, decoding_run.adapter, root / "latents", model_id=model_id_for(decoding_run.config.model)
@@ -87,7 +87,7 @@ def training(args: argparse.Namespace, root: Path) -> tuple[list[benchlib.Ratio]
             "training steps/s, latent cache / decoding each step",
             benchlib.paired_ratio(times["decode_step"], times["cached_step"]),
             None,
-            "tiny VAE; full SePPO step incl. ref sampling",
+            f"{args.model} model, 64px clips; full SePPO step incl. ref sampling",
         ),
         benchlib.Ratio(
             "data time per step, decoding each step / latent cache",
@@ -101,13 +101,14 @@ def training(args: argparse.Namespace, root: Path) -> tuple[list[benchlib.Ratio]
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = benchlib.parser(__doc__)
+    parser.add_argument("--model", default="mid", choices=["tiny", "mid"], help="for the training steps")
     parser.add_argument("--clips", type=int, default=6)
     parser.add_argument("--clip-frames", type=int, default=48)
     parser.add_argument("--clip-size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=8, help="frames per training sample")
     args = benchlib.parse(parser, argv)
     if args.smoke:
-        args.clips, args.clip_frames, args.clip_size, args.frames, args.repeats = 2, 8, 32, 2, 1
+        args.model, args.clips, args.clip_frames, args.clip_size, args.frames, args.repeats = "tiny", 2, 8, 32, 2, 1
     with tempfile.TemporaryDirectory(prefix="seppo-bench-data-") as tmp:
         decode_ratios, decode_details = decoding(args, Path(tmp) / "clips")
         train_ratios, train_details = training(args, Path(tmp))

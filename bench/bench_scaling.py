@@ -2,6 +2,8 @@
 
     python bench/bench_scaling.py [--models tiny mid] [--repeats 3]
 
+(run_all runs one process per model, so one model's freed memory does not blur the other's peaks)
+
 One line per size. For each model, every size gets one memory pass (peak memory during one
 update, and the activations autograd saves for backward: the part that grows with the clip),
 then the sizes' updates alternate round by round for timing. The update is the trainer's
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         for line in lines
     ]
-    return benchlib.report("scaling", args, ratios, {"lines": lines})
+    return benchlib.report(f"scaling_{'_'.join(args.models)}", args, ratios, {"lines": lines})
 
 
 if __name__ == "__main__":

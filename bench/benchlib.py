@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -33,7 +34,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 _MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
 
 # A mid-size AnimateDiff: SD-1.5's layout (cross-attention down/up blocks, two layers each, motion
-# modules everywhere) at a width a 2-core CPU still steps through in seconds; tiny VAE and text encoder.
+# modules everywhere; a four-block VAE that downsamples by 8) at a width a 2-core CPU still steps
+# through in seconds. The text encoder is the tiny one (cross-attention dimension 32).
 MID_UNET = {
     "block_out_channels": (64, 128, 256),
     "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -50,7 +52,14 @@ MID_MOTION = {
     "motion_max_seq_length": 32,
     "use_motion_mid_block": False,
 }
-MID_VERSION = 1  # bump when MID_UNET / MID_MOTION change: the cached copy is rebuilt
+MID_VAE = {
+    "block_out_channels": (32, 64, 128, 128),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+}
+MID_VERSION = 2  # bump when MID_UNET / MID_MOTION / MID_VAE change: the cached copy is rebuilt
 
 
 # ---------------------------------------------------------------- arguments and results
@@ -198,7 +207,8 @@ def live_tensor_bytes(device_type: str = "cpu") -> int:
 class PeakMemory:
     """Peak memory since ``reset``: allocated accelerator memory, or the process's peak RSS on CPU.
 
-    On Linux writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM) to the current RSS.
+    On Linux writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM) to the current RSS;
+    glibc's ``malloc_trim`` first hands freed heap back, or it would hide the next peak.
     """
 
     def __init__(self, device: torch.device | str):
@@ -209,6 +219,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            with contextlib.suppress(OSError, AttributeError):  # not glibc
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
             Path("/proc/self/clear_refs").write_text("5")
 
     def peak_bytes(self) -> int:
@@ -245,7 +257,7 @@ MiB = 2**20
 
 def mid_model() -> Path:
     """The mid-size random-init AnimateDiff in the tiny layout (``sd/`` + ``motion_adapter/``), built once."""
-    from diffusers import MotionAdapter, UNet2DConditionModel
+    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
 
     from seppo_video.atomic import atomic_directory
     from seppo_video.models.tiny import default_cache_dir, ensure_tiny
@@ -256,9 +268,9 @@ def mid_model() -> Path:
     tiny = ensure_tiny("animatediff")
     torch.manual_seed(0)
     with atomic_directory(path, overwrite=True) as tmp:
-        shutil.copytree(tiny / "sd", tmp / "sd", ignore=shutil.ignore_patterns("unet"))
-        unet_config = UNet2DConditionModel.load_config(tiny / "sd" / "unet")
-        UNet2DConditionModel.from_config(unet_config, **MID_UNET).save_pretrained(tmp / "sd" / "unet")
+        shutil.copytree(tiny / "sd", tmp / "sd", ignore=shutil.ignore_patterns("unet", "vae"))
+        for folder, cls, wider in (("unet", UNet2DConditionModel, MID_UNET), ("vae", AutoencoderKL, MID_VAE)):
+            cls.from_config(cls.load_config(tiny / "sd" / folder), **wider).save_pretrained(tmp / "sd" / folder)
         MotionAdapter(**MID_MOTION).save_pretrained(tmp / "motion_adapter")
         (tmp / "done").write_text("")
     return path

@@ -24,13 +24,14 @@ BENCHMARKS = [
     ("step_tiny", "bench_step.py", ["--model", "tiny"]),
     ("step_mid", "bench_step.py", ["--model", "mid", "--latent", "8", "--repeats", "5"]),
     ("memory_mid", "bench_memory.py", ["--model", "mid"]),
-    ("sampler_tiny_animatediff", "bench_sampler.py", ["--model", "tiny"]),
-    ("sampler_tiny_modelscope", "bench_sampler.py", ["--model", "tiny", "--kind", "modelscope"]),
+    ("sampler_tiny_animatediff", "bench_sampler.py", ["--model", "tiny", "--repeats", "11"]),
+    ("sampler_tiny_modelscope", "bench_sampler.py", ["--model", "tiny", "--kind", "modelscope", "--repeats", "11"]),
     ("sampler_mid_animatediff", "bench_sampler.py", ["--model", "mid", "--latent", "8", "--repeats", "5"]),
     ("data", "bench_data.py", []),
-    ("scaling", "bench_scaling.py", ["--repeats", "3"]),
-    ("reference_animatediff", "bench_reference.py", []),
-    ("reference_modelscope", "bench_reference.py", ["--kind", "modelscope"]),
+    ("scaling_tiny", "bench_scaling.py", ["--models", "tiny", "--repeats", "3"]),
+    ("scaling_mid", "bench_scaling.py", ["--models", "mid", "--repeats", "3"]),
+    ("reference_animatediff", "bench_reference.py", ["--size", "16"]),
+    ("reference_modelscope", "bench_reference.py", ["--kind", "modelscope", "--size", "16"]),
 ]
 
 
@@ -40,19 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="float32", choices=list(benchlib.DTYPES))
     parser.add_argument("--attention", default="sdpa", choices=["sdpa", "xformers"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="every benchmark at its smallest size (tests)")
     parser.add_argument("--only", nargs="+", choices=[name for name, _, _ in BENCHMARKS], default=None)
     parser.add_argument("--results", type=Path, default=benchlib.RESULTS)
     args = parser.parse_args(argv)
-    common = [
-        "--device",
-        args.device,
-        "--dtype",
-        args.dtype,
-        "--attention",
-        args.attention,
-        "--threads",
-        str(args.threads),
-    ]
+    common = [f"--device={args.device}", f"--dtype={args.dtype}", f"--attention={args.attention}"]
+    common += [f"--threads={args.threads}", *(["--smoke"] if args.smoke else [])]
     started, ratios, timings = time.perf_counter(), [], {}
     for name, script, extra in BENCHMARKS:
         if args.only and name not in args.only:
@@ -72,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark_wall_s": timings,
         "ratios": ratios,
     }
+    args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "run_all.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
