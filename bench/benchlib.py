@@ -11,6 +11,7 @@ waits for whichever thread another process has preempted.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import ctypes
 import gc
@@ -297,7 +298,8 @@ def make_run(args: argparse.Namespace, overrides: list[str]):
 
     if torch.device(args.device).type == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"  # accelerate would pick a GPU where there is one
-    out = tempfile.mkdtemp(prefix="seppo-bench-")
+    out = tempfile.mkdtemp(prefix="seppo-bench-")  # the run's output folder (a disk pool writes there)
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     config = load_config(
         None,
         [
