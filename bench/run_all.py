@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter() - started
     print(f"\n{benchlib.table(ratios)}\n\ntotal wall time {wall / 60:.1f} min")
     summary = {
-        "machine": benchlib.machine(args.device),
+        "machine": benchlib.machine(args.device) | {"torch_threads": args.threads},  # what the benchmarks ran with
         "args": vars(args) | {"results": str(args.results)},
         "wall_s": wall,
         "benchmark_wall_s": timings,
