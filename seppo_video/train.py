@@ -207,17 +207,7 @@ def train(config: Config, resume: str | None = None) -> Run:
     for batch in iterate_batches(run, state):
         if state.step >= config.train.max_steps:  # also when resuming a finished run
             break
-        with accelerator.accumulate(run.unet):
-            loss, stats, ref_index = compute_loss(run, batch, state)
-            state.batches_seen += 1
-            # All ranks skip together, or DDP would hang waiting for a missing backward.
-            finite = all_ranks_agree(accelerator, bool(torch.isfinite(loss.detach()).all()))
-            if finite:
-                accelerator.backward(loss)
-            cycle_nonfinite |= not finite
-            if accelerator.sync_gradients and not cycle_nonfinite:
-                cycle_nonfinite = not optimizer_update(run)
-            run.optimizer.zero_grad(set_to_none=True)
+        loss, stats, ref_index, cycle_nonfinite = micro_step(run, batch, state, cycle_nonfinite)
         if not accelerator.sync_gradients:
             continue
         state.step += 1
@@ -230,7 +220,7 @@ def train(config: Config, resume: str | None = None) -> Run:
         record = {
             "step": state.step,
             "method": config.seppo.method,
-            "loss": loss.item() if finite else float("nan"),
+            "loss": loss.item() if torch.isfinite(loss).all() else float("nan"),
             **stats,
             "ref_index": ref_index,
             "skipped": cycle_nonfinite,
@@ -251,6 +241,29 @@ def train(config: Config, resume: str | None = None) -> Run:
     progress.close()
     finish(run, state, ref_history, time.perf_counter() - started)
     return run
+
+
+def micro_step(
+    run: Run, batch: dict, state: TrainerState, cycle_nonfinite: bool = False
+) -> tuple[torch.Tensor, dict[str, float], int, bool]:
+    """Loss and backward on one micro-batch; the optimizer steps at the end of an accumulation cycle
+    unless a loss or the gradients of the cycle (``cycle_nonfinite``, or this micro-batch) were non-finite.
+
+    Returns the loss, its statistics, the reference index and the updated ``cycle_nonfinite``.
+    """
+    accelerator = run.accelerator
+    with accelerator.accumulate(run.unet):
+        loss, stats, ref_index = compute_loss(run, batch, state)
+        state.batches_seen += 1
+        # All ranks skip together, or DDP would hang waiting for a missing backward.
+        finite = all_ranks_agree(accelerator, bool(torch.isfinite(loss.detach()).all()))
+        if finite:
+            accelerator.backward(loss)
+        cycle_nonfinite |= not finite
+        if accelerator.sync_gradients and not cycle_nonfinite:
+            cycle_nonfinite = not optimizer_update(run)
+        run.optimizer.zero_grad(set_to_none=True)
+    return loss, stats, ref_index, cycle_nonfinite
 
 
 def optimizer_update(run: Run) -> bool:
