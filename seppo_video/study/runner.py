@@ -22,8 +22,7 @@ from tqdm.auto import tqdm
 from seppo_video.atomic import atomic_directory, atomic_write_json
 from seppo_video.checkpoint import complete_checkpoints, read_trainable
 from seppo_video.config import Config, ConfigError, ModelConfig, load_config, load_dataclass
-from seppo_video.data import write_latent_cache
-from seppo_video.data.latent_cache import model_id_for
+from seppo_video.data import model_id_for, write_latent_cache
 from seppo_video.models.adapters import VideoDiffusionAdapter, load_adapter
 from seppo_video.models.tiny import ensure_tiny
 from seppo_video.seppo.diagnostics import pool_precision
