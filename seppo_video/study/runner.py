@@ -163,10 +163,11 @@ def pretrain_base(study: StudyConfig, out: Path, train_prompts: list[Prompt]) ->
     if (base_dir / BASE_MARK).exists() and json.loads((base_dir / BASE_MARK).read_text()) == identity:
         return base_dir
     world, tiny = study.world, ensure_tiny("modelscope")
-    adapter = load_adapter(ModelConfig(kind="modelscope"), configure=False)
+    tiny_model = ModelConfig(kind="modelscope")
+    adapter = load_adapter(tiny_model, configure=False)
     resolution = _resolution(adapter, world.latent_size)
     items = _world_clips(train_prompts, _shape(world), world.clips_per_prompt, world.seed, world.base_bad_fraction)
-    cache = write_world_cache(out / "data" / "base_mixture", items, adapter, "tiny:modelscope", resolution)
+    cache = write_world_cache(out / "data" / "base_mixture", items, adapter, model_id_for(tiny_model), resolution)
     run_dir = out / "base_run"
     shutil.rmtree(run_dir, ignore_errors=True)
     train(_training_config(study, [
