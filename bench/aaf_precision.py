@@ -2,7 +2,7 @@
 
     python bench/aaf_precision.py --run runs/tiny [--checkpoint latest] [--samples 4] [--draws 32]
 
-For each snapshot in the checkpoint's reference pool, prints the mean anchor
+For each earlier snapshot in the checkpoint's reference pool, prints the mean anchor
 ``a = e_ref(x_w) - e_theta(x_w)`` over winners and draws (> 0: the policy fits
 the winners better) and the AAF precision: how often one (t, eps) draw gives
 the sign of the anchor's expectation (ALGORITHM.md section 4).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from seppo_video.checkpoint import find_checkpoint, read_trainable
+from seppo_video.checkpoint import checkpoint_step, find_checkpoint, read_trainable
 from seppo_video.config import load_config
 from seppo_video.data import build_dataset, collate, model_id_for
 from seppo_video.models.adapters import load_adapter
@@ -43,7 +43,7 @@ def main() -> None:
         embeds = adapter.encode_prompt(batch["prompt"]) if "pixels" in batch else batch["prompt_embeds"]
     print(f"run={args.run} checkpoint={checkpoint.name} winners={x_w.shape[0]} draws={args.draws}")
     print("ref_step  mean_anchor   aaf_precision")
-    for row in pool_precision(adapter, pool, x_w, embeds, args.draws):
+    for row in pool_precision(adapter, pool, x_w, embeds, args.draws, policy_step=checkpoint_step(checkpoint)):
         print(f"{row['ref_step']:8d}  {row['mean_anchor']:+.6f}   {row['precision']:.3f}")
 
 

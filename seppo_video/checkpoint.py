@@ -242,6 +242,11 @@ def _load_ema(ema, folder: Path) -> None:
     ema.load_state_dict({**state, "shadow_params": shadow})
 
 
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was written at."""
+    return int(json.loads((Path(path) / STATE_FILE).read_text())["step"])
+
+
 def read_trainable(path: Path) -> dict[str, torch.Tensor]:
     """The trainable tensors stored in a checkpoint (for export without training)."""
     return load_file(str(Path(path) / TRAINABLE_FILE))

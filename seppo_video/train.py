@@ -26,6 +26,7 @@ from seppo_video.atomic import atomic_write_json, atomic_write_text
 from seppo_video.checkpoint import (
     TrainerState,
     all_ranks_agree,
+    checkpoint_step,
     find_checkpoint,
     load_checkpoint,
     read_trainable,
@@ -523,7 +524,7 @@ def export_checkpoint(run_dir: Path, which: str = "latest", out: Path | None = N
     missing, unexpected = adapter.unet.load_state_dict(tensors, strict=False)
     if unexpected:
         raise RuntimeError(f"{checkpoint}: tensors the model does not have, e.g. {unexpected[:3]}")
-    steps = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+    steps = checkpoint_step(checkpoint)
     return export_weights(adapter, out or run_dir / "export", config.model, method=config.seppo.method,
                           steps=steps, run_config=config.to_dict())
 

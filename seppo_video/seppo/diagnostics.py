@@ -66,11 +66,15 @@ def pool_anchor_draws(
     return torch.stack([torch.stack(rows) for rows in anchors])
 
 
-def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor, draws: int,
-                   seed: int = 0) -> list[dict[str, float]]:
-    """For each snapshot in ``pool``: its step, the mean anchor of the adapter's current
-    policy against it over winners ``x_w`` and draws (> 0: the policy fits them better),
-    and the AAF precision (``sign_agreement`` averaged over winners)."""
+def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor, draws: int, *,
+                   policy_step: int, seed: int = 0) -> list[dict[str, float]]:
+    """For each earlier snapshot in ``pool``: its step, the mean anchor of the adapter's
+    current policy (trained for ``policy_step`` steps) against it over winners ``x_w`` and
+    draws (> 0: the policy fits them better), and the AAF precision (``sign_agreement``
+    averaged over winners).
+
+    A snapshot taken at ``policy_step`` is the policy itself: its anchors are all 0, which
+    would count as perfect agreement, so it is left out."""
     from diffusers import DDPMScheduler
 
     from seppo_video.seppo.reference import SwappedModule
@@ -78,10 +82,11 @@ def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor
     def predict(noisy, t, unet):
         return adapter.predict_noise(noisy, t, prompt_embeds, unet=unet)
 
-    references = [SwappedModule(adapter.unet, pool.get(index)) for index in range(len(pool))]
+    earlier = [(index, step) for index, step in enumerate(pool.steps) if step != policy_step]
+    references = [SwappedModule(adapter.unet, pool.get(index)) for index, _ in earlier]
     scheduler = DDPMScheduler.from_config(adapter.scheduler_config)
     anchors = pool_anchor_draws(predict, adapter.unet, references, x_w, scheduler, draws, seed)
     return [
         {"ref_step": step, "mean_anchor": float(a.mean()), "precision": float(sign_agreement(a).mean())}
-        for step, a in zip(pool.steps, anchors)
+        for (_, step), a in zip(earlier, anchors)
     ]

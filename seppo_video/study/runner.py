@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seppo_video.atomic import atomic_directory, atomic_write_json
-from seppo_video.checkpoint import complete_checkpoints, read_trainable
+from seppo_video.checkpoint import checkpoint_step, complete_checkpoints, read_trainable
 from seppo_video.config import Config, ConfigError, ModelConfig, load_config, load_dataclass
 from seppo_video.data import model_id_for, write_latent_cache
 from seppo_video.models.adapters import VideoDiffusionAdapter, load_adapter
@@ -225,17 +225,17 @@ def score_run(evaluator: Evaluator, run_dir: Path, config: Config, winners: dict
     """Rewards (and, with ``winners``, AAF precision over the pool) at every checkpoint of a run."""
     record: dict[str, Any] = {"steps": [], "rewards": [], "precision": []}
     for checkpoint in complete_checkpoints(run_dir):
-        step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        step = checkpoint_step(checkpoint)
         evaluator.load(read_trainable(checkpoint))
         record["steps"].append(step)
         record["rewards"].append(evaluator.rewards().tolist())
         if winners is not None:
             pool = ReferencePool(config.seppo.pool_size)
             pool.load(checkpoint / "pool")
-            rows = pool_precision(evaluator.adapter, pool, winners["latents"], winners["prompt_embeds"],
-                                  draws=evaluator.settings.precision_draws)
-            # The snapshot taken at this very step equals the policy: its anchor is 0, not a judgement.
-            record["precision"].append([row for row in rows if row["ref_step"] != step])
+            record["precision"].append(pool_precision(
+                evaluator.adapter, pool, winners["latents"], winners["prompt_embeds"],
+                draws=evaluator.settings.precision_draws, policy_step=step,
+            ))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     record["flip_rate"] = [[m["step"], m["flip_rate"]] for m in metrics if "flip_rate" in m]
     return record
