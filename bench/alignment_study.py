@@ -9,7 +9,8 @@ only (DPO on good/defective pairs) for every seed through the real training
 loop; held-out rewards with bootstrap intervals, paired differences with
 SePPO, the AAF flip rate and the AAF sign precision over training. Writes
 results.md, results.json and three PNG plots to the config's report_dir.
-Finished runs are kept under output_dir, so an interrupted study resumes.
+Finished runs are kept under output_dir, so an interrupted study resumes;
+``parallel_runs`` of them train at once, each in its own process.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"# Alignment study: {args.config.name}\n\n"
         f"`{command}` — {len(study.seeds)} seeds, {len(scores['held_out'])} held-out prompts, "
-        f"{study.align_steps} alignment steps per run; {wall / 60:.1f} min wall on {_machine()} "
-        "(finished runs reused from earlier invocations are not re-timed)."
+        f"{study.align_steps} alignment steps per run; {wall / 60:.1f} min wall on {_machine()}, "
+        f"{study.parallel_runs} run(s) at a time (finished runs reused from earlier invocations are not re-timed)."
     )
     atomic_write_text(report_dir / "results.md", markdown(summary, header))
     atomic_write_json(report_dir / "results.json", {"command": command, "config": str(args.config),

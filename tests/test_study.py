@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -106,6 +107,7 @@ def test_world_latents_load_through_the_latent_cache(tmp_path):
         ("methods=[{name: seppo}, {name: seppo}]", "unique"),
         ("eval_every=7", "must divide align_steps"),
         ("seeds=[0]", "at least 2"),
+        ("parallel_runs=0", "must be >= 1"),
         ("eval.precision_methods=[dpo_typo]", "not among methods"),
         ("world.frame=8", "did you mean 'world.frames'"),
     ],
@@ -161,19 +163,24 @@ def test_summary_means_and_paired_differences_match_a_direct_computation():
 
 
 @pytest.mark.slow
-def test_tiny_study_end_to_end_and_resume(repo_root, tmp_path):
-    """Two methods x two seeds, a few steps each: every artifact, then a resumed call that trains nothing."""
+def _tiny_study_command(repo_root, out, *extra: str) -> list[str]:
     overrides = [
-        f"output_dir={tmp_path / 'runs'}", f"report_dir={tmp_path / 'report'}", "seeds=[0,1]",
+        f"output_dir={out / 'runs'}", f"report_dir={out / 'report'}", "seeds=[0,1]",
         "base_steps=4", "align_steps=4", "eval_every=2", "world.clips_per_prompt=1",
         "eval.num_inference_steps=2", "eval.precision_draws=3", "eval.precision_winners=2", "eval.n_boot=100",
         ("methods=[{name: seppo, overrides: [seppo.method=seppo, seppo.ref_every=2]}, "
          "{name: sft, overrides: [seppo.method=sft]}]"),
     ]
-    command = [sys.executable, str(repo_root / "bench" / "alignment_study.py"),
-               "--config", str(repo_root / "configs" / "study_cpu.yaml"), *overrides]
-    subprocess.run(command, check=True, cwd=repo_root, capture_output=True, timeout=600)
-    report = tmp_path / "report"
+    return [sys.executable, str(repo_root / "bench" / "alignment_study.py"),
+            "--config", str(repo_root / "configs" / "study_cpu.yaml"), *overrides, *extra]
+
+
+def test_tiny_study_end_to_end_parallel_and_resume(repo_root, tmp_path):
+    """Two methods x two seeds, a few steps each, two runs at a time: every artifact, the same scores as one
+    run at a time, and a resumed call that trains nothing."""
+    parallel = _tiny_study_command(repo_root, tmp_path / "parallel", "parallel_runs=2")
+    subprocess.run(parallel, check=True, cwd=repo_root, capture_output=True, timeout=600)
+    report = tmp_path / "parallel" / "report"
     for name in ("results.md", "results.json", "reward_vs_step.png", "flip_rate.png", "sign_precision.png"):
         assert (report / name).stat().st_size > 0, name
     results = json.loads((report / "results.json").read_text())
@@ -183,9 +190,25 @@ def test_tiny_study_end_to_end_and_resume(repo_root, tmp_path):
     assert all(rows and rows[0]["ref_step"] == 0 for rows in seppo_runs["0"]["precision"])
     assert all(row["ref_step"] != 4 for row in seppo_runs["0"]["precision"][-1])
     assert "| seppo |" in (report / "results.md").read_text()
+    assert "done:" in (tmp_path / "parallel" / "runs" / "runs" / "sft" / "seed1.log").read_text()
 
-    done = tmp_path / "runs" / "runs" / "sft" / "seed1" / "study_scores.json"
+    # One run at a time from the same base: the same scores (up to thread-count rounding).
+    shutil.copytree(tmp_path / "parallel" / "runs" / "base_model", tmp_path / "serial" / "runs" / "base_model")
+    subprocess.run(_tiny_study_command(repo_root, tmp_path / "serial"), check=True, cwd=repo_root,
+                   capture_output=True, timeout=600)
+    serial = json.loads((tmp_path / "serial" / "report" / "results.json").read_text())["scores"]
+    for method, runs in results["scores"]["runs"].items():
+        for seed, run in runs.items():
+            twin = serial["runs"][method][seed]
+            assert run["steps"] == twin["steps"]
+            np.testing.assert_allclose(run["rewards"], twin["rewards"], atol=1e-5)
+            for rows, twin_rows in zip(run["precision"], twin["precision"], strict=True):
+                assert [row["ref_step"] for row in rows] == [row["ref_step"] for row in twin_rows]
+                np.testing.assert_allclose([row["mean_anchor"] for row in rows],
+                                           [row["mean_anchor"] for row in twin_rows], rtol=1e-3)
+
+    done = tmp_path / "parallel" / "runs" / "runs" / "sft" / "seed1" / "study_scores.json"
     before = done.stat().st_mtime_ns
-    rerun = subprocess.run(command, check=True, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(parallel, check=True, cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert done.stat().st_mtime_ns == before  # finished runs are reused, not retrained
     assert "done:" not in rerun.stdout  # no training run finished in the second call

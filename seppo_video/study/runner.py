@@ -4,14 +4,22 @@ Every training run goes through ``seppo_video.train.train`` with a config
 built from ``key=value`` overrides, exactly as a user would run it; the
 world's clips enter as a latent cache, so no VAE is involved. Each finished
 run leaves ``study_scores.json`` beside its outputs, so an interrupted study
-resumes at the first unfinished run.
+resumes at the first unfinished run. Runs are independent, so ``parallel_runs``
+of them can train side by side in spawned processes (each with its share of
+the CPU threads and its output in ``seed<N>.log`` beside the run's folder).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +82,7 @@ class StudyConfig:
     align_overrides: list[str] = field(default_factory=list)  # shared by every method
     methods: list[MethodVariant] = field(default_factory=list)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    parallel_runs: int = 1  # (method, seed) runs trained at once, each in its own process
 
 
 def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> StudyConfig:
@@ -92,6 +101,8 @@ def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> Stu
         raise ConfigError(f"eval_every: must divide align_steps ({study.align_steps}), got {study.eval_every}")
     if len(study.seeds) < 2:
         raise ConfigError("seeds: at least 2 are needed for a confidence interval over seeds")
+    if study.parallel_runs < 1:
+        raise ConfigError(f"parallel_runs: must be >= 1, got {study.parallel_runs}")
     return study
 
 
@@ -244,41 +255,141 @@ def score_run(evaluator: Evaluator, run_dir: Path, config: Config, winners: dict
 # ---------------------------------------------------------------- the study
 
 
+@dataclass
+class _Shared:
+    """What every (method, seed) run needs, built once by the parent process."""
+
+    study: StudyConfig
+    base_dir: Path
+    cache: Path
+    resolution: int
+    winners: dict[str, torch.Tensor]  # for the AAF sign precision
+
+
 def run_study(study: StudyConfig) -> dict[str, Any]:
     """Train and score every (method, seed); returns the raw scores (see ``report``)."""
-    from seppo_video.train import train
-
     out = Path(study.output_dir)
     world = study.world
     train_prompts, held_out = split_prompts(world.held_out_prompts, world.seed)
     base_dir = pretrain_base(study, out, train_prompts)
-    model = ModelConfig(kind="modelscope", pretrained=str(base_dir), trainable="full")
-    evaluator = Evaluator(model, held_out, study.eval, world)
+    evaluator = _evaluator(study, base_dir)
     resolution = _resolution(evaluator.adapter, world.latent_size)
     # Winners for alignment: fresh good clips; their defective twins are the DPO baseline's losers.
     items = _world_clips(train_prompts, _shape(world), world.clips_per_prompt, world.seed + 1, bad_fraction=0.0)
-    cache = write_world_cache(out / "data" / "aligned", items, evaluator.adapter, model_id_for(model), resolution)
+    model_id = model_id_for(_base_model(base_dir))
+    cache = write_world_cache(out / "data" / "aligned", items, evaluator.adapter, model_id, resolution)
     winners = _precision_winners(items[: study.eval.precision_winners], evaluator.adapter)
     evaluator.load(None)
     scores: dict[str, Any] = {"base": evaluator.rewards().tolist(), "held_out": [p.text for p in held_out], "runs": {}}
     jobs = [(m, s) for m in study.methods for s in study.seeds]
-    for method, seed in tqdm(jobs, desc="study runs", unit="run"):
-        run_dir = out / "runs" / method.name / f"seed{seed}"
-        done = run_dir / "study_scores.json"
-        if not done.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run restarts from its beginning
-            config = _training_config(study, [
-                f"output_dir={run_dir}", f"seed={seed}", f"model.pretrained={base_dir}",
-                f"data.resolution={resolution}", f"data.latent_cache={cache}",
-                f"train.max_steps={study.align_steps}", f"train.checkpoint_every={study.eval_every}",
-                f"train.checkpoints_keep={study.align_steps // study.eval_every}",
-                *study.align_overrides, *method.overrides,
-            ])
-            train(config)
-            measured = winners if method.name in study.eval.precision_methods else None
-            atomic_write_json(done, score_run(evaluator, run_dir, config, measured))
+    todo = [(m, s) for m, s in jobs if not (_run_dir(study, m, s) / "study_scores.json").exists()]
+    _run_all(_Shared(study, base_dir, cache, resolution, winners), todo)
+    for method, seed in jobs:
+        done = _run_dir(study, method, seed) / "study_scores.json"
         scores["runs"].setdefault(method.name, {})[str(seed)] = json.loads(done.read_text())
     return scores
+
+
+def _run_all(shared: _Shared, todo: list[tuple[MethodVariant, int]]) -> None:
+    progress = tqdm(total=len(todo), desc="study runs", unit="run")
+    if shared.study.parallel_runs == 1 or len(todo) <= 1:
+        for method, seed in todo:
+            _train_and_score(shared, method, seed)
+            progress.update()
+        return
+    # Longest runs first (those measuring AAF precision), so no worker is left with one at the end.
+    todo = sorted(todo, key=lambda job: job[0].name not in shared.study.eval.precision_methods)
+    threads = max(1, (os.cpu_count() or 1) // shared.study.parallel_runs)
+    pool = ProcessPoolExecutor(shared.study.parallel_runs, mp_context=get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    futures: dict[Future, tuple[MethodVariant, int]] = {
+        pool.submit(_train_and_score_logged, shared, method, seed): (method, seed) for method, seed in todo
+    }
+    try:
+        for future in as_completed(futures):
+            method, seed = futures[future]
+            try:
+                future.result()
+            except Exception as err:
+                log = _log_path(shared.study, method, seed)
+                raise RuntimeError(f"study run {method.name} seed {seed} failed: {err} (its output: {log})") from err
+            progress.update()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _run_dir(study: StudyConfig, method: MethodVariant, seed: int) -> Path:
+    return Path(study.output_dir) / "runs" / method.name / f"seed{seed}"
+
+
+def _train_and_score(shared: _Shared, method: MethodVariant, seed: int) -> None:
+    """One alignment run from the base, then its scores in ``study_scores.json`` (which marks it finished)."""
+    from seppo_video.train import train
+
+    study, run_dir = shared.study, _run_dir(shared.study, method, seed)
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run restarts from its beginning
+    config = _training_config(study, [
+        f"output_dir={run_dir}", f"seed={seed}", f"model.pretrained={shared.base_dir}",
+        f"data.resolution={shared.resolution}", f"data.latent_cache={shared.cache}",
+        f"train.max_steps={study.align_steps}", f"train.checkpoint_every={study.eval_every}",
+        f"train.checkpoints_keep={study.align_steps // study.eval_every}",
+        *study.align_overrides, *method.overrides,
+    ])
+    train(config)
+    measured = shared.winners if method.name in study.eval.precision_methods else None
+    atomic_write_json(run_dir / "study_scores.json", score_run(_evaluator(study, shared.base_dir), run_dir, config,
+                                                                 measured))
+
+
+def _train_and_score_logged(shared: _Shared, method: MethodVariant, seed: int) -> None:
+    """``_train_and_score`` in a worker process, its progress bars and warnings going to the run's log."""
+    log = _log_path(shared.study, method, seed)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with _output_to(log):
+        _train_and_score(shared, method, seed)
+
+
+def _log_path(study: StudyConfig, method: MethodVariant, seed: int) -> Path:
+    run_dir = _run_dir(study, method, seed)
+    return run_dir.parent / f"{run_dir.name}.log"
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)  # the runs share the cores instead of each oversubscribing them
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr (file descriptors, so C libraries too) at ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "wb") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+_EVALUATORS: dict[Path, Evaluator] = {}  # one per process and base model: loading it is the slow part
+
+
+def _evaluator(study: StudyConfig, base_dir: Path) -> Evaluator:
+    if base_dir not in _EVALUATORS:
+        _, held_out = split_prompts(study.world.held_out_prompts, study.world.seed)
+        _EVALUATORS[base_dir] = Evaluator(_base_model(base_dir), held_out, study.eval, study.world)
+    return _EVALUATORS[base_dir]
+
+
+def _base_model(base_dir: Path) -> ModelConfig:
+    return ModelConfig(kind="modelscope", pretrained=str(base_dir), trainable="full")
 
 
 def _precision_winners(items, adapter: VideoDiffusionAdapter) -> dict[str, torch.Tensor]:
