@@ -159,6 +159,26 @@ def test_imageio_fallback_decodes_the_same_frames(demo):
     np.testing.assert_array_equal(read_frames(path, [1, 7, 15], backend="imageio"), read_frames(path, [1, 7, 15]))
 
 
+def test_gif_clips_decode_with_their_frames_and_rate(tmp_path):
+    """Neither decord nor ffmpeg-through-imageio reads GIFs; a .gif clip must still train, frame for frame."""
+    frames = np.zeros((10, 32, 48, 3), np.uint8)
+    for i, frame in enumerate(frames):  # a bar that widens by 4 px a frame: every frame differs
+        frame[:, : 4 * (i + 1)] = (200, 40, 10)
+    path = tmp_path / "bar.gif"
+    pictures = [Image.fromarray(frame) for frame in frames]  # written by Pillow directly, not by our code
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100, loop=0)
+
+    info = probe_video(path)
+    assert (info.num_frames, info.width, info.height, info.fps) == (10, 48, 32, 10.0)
+    np.testing.assert_array_equal(read_frames(path, [0, 3, 9]), frames[[0, 3, 9]])
+    item = VideoDataset([VideoRecord("bar", "a widening bar", path, is_transmit=False)], num_frames=4,
+                        resolution=32)[0]
+    expected = frames[[0, 3, 6, 9]][:, :, 8:40]  # uniform over the clip; centre crop to 32 x 32
+    torch.testing.assert_close(item["pixels"], torch.from_numpy(expected).permute(3, 0, 1, 2).float() / 127.5 - 1)
+    with pytest.raises(ValueError, match="frames \\[10\\]"):
+        read_frames(path, [2, 10])
+
+
 # ---------------------------------------------------------------- bad input
 
 

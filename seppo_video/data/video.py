@@ -2,7 +2,9 @@
 
 Decoding uses decord (fast seeking); where decord is not installed or its
 native library fails to load (it has no wheels for every platform), the
-imageio-ffmpeg reader is used instead, which decodes sequentially.
+imageio-ffmpeg reader is used instead, which decodes sequentially. Neither
+reads GIFs, so those go through imageio's Pillow plugin (whole file at once:
+GIFs are short).
 
 Frame sampling follows MagicTime's ChronoMagic loader: ``is_transmit = 0``
 spreads the F frames evenly over the whole clip (the whole transformation
@@ -79,6 +81,8 @@ def probe_video(path: str | Path, backend: str | None = None) -> VideoInfo:
     already fails here; it reports no frame size, so the first frame is
     decoded for it.
     """
+    if _is_gif(path):
+        return _probe_gif(path)
     if (backend or BACKEND) == "decord":
         reader = _DECORD.VideoReader(str(path), num_threads=1)
         height, width = reader[0].shape[:2] if len(reader) else (0, 0)
@@ -144,6 +148,8 @@ def _probe_or_reason(path: Path) -> VideoInfo | str:
 def read_frames(path: str | Path, indices: Sequence[int], backend: str | None = None) -> np.ndarray:
     """The frames at ``indices`` as ``uint8 [F, H, W, 3]``."""
     indices = [int(i) for i in indices]
+    if _is_gif(path):
+        return _read_gif_frames(path, indices)
     if (backend or BACKEND) == "decord":
         reader = _DECORD.VideoReader(str(path), num_threads=1)
         return reader.get_batch(indices).asnumpy()
@@ -161,6 +167,28 @@ def read_frames(path: str | Path, indices: Sequence[int], backend: str | None = 
     if missing:
         raise ValueError(f"{path}: frames {sorted(missing)} could not be decoded")
     return np.stack([kept[i] for i in indices])
+
+
+def _is_gif(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".gif"
+
+
+def _probe_gif(path: str | Path) -> VideoInfo:
+    import imageio.v3 as iio
+
+    num_frames, height, width = iio.improps(path, index=None).shape[:3]
+    frame_ms = iio.immeta(path).get("duration") or 0  # GIFs store a per-frame delay, not a rate
+    return VideoInfo(num_frames, 1000.0 / frame_ms if frame_ms else 0.0, width, height)
+
+
+def _read_gif_frames(path: str | Path, indices: list[int]) -> np.ndarray:
+    import imageio.v3 as iio
+
+    frames = iio.imread(path, index=None, mode="RGB")  # palette frames come back as RGB
+    missing = sorted(i for i in set(indices) if not 0 <= i < len(frames))
+    if missing:
+        raise ValueError(f"{path}: frames {missing} could not be decoded")
+    return frames[indices]
 
 
 # ---------------------------------------------------------------- frame sampling
