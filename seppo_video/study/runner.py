@@ -378,14 +378,15 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-_EVALUATORS: dict[Path, Evaluator] = {}  # one per process and base model: loading it is the slow part
+_EVALUATORS: dict[tuple[Path, str, str], Evaluator] = {}  # per process: loading the model is the slow part
 
 
 def _evaluator(study: StudyConfig, base_dir: Path) -> Evaluator:
-    if base_dir not in _EVALUATORS:
+    key = (base_dir, repr(study.eval), repr(study.world))
+    if key not in _EVALUATORS:
         _, held_out = split_prompts(study.world.held_out_prompts, study.world.seed)
-        _EVALUATORS[base_dir] = Evaluator(_base_model(base_dir), held_out, study.eval, study.world)
-    return _EVALUATORS[base_dir]
+        _EVALUATORS[key] = Evaluator(_base_model(base_dir), held_out, study.eval, study.world)
+    return _EVALUATORS[key]
 
 
 def _base_model(base_dir: Path) -> ModelConfig:
