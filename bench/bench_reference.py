@@ -72,13 +72,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with torch.no_grad():
         times = benchlib.alternate(
             {
-                "second_unet": lambda: adapter.predict_noise(latents, timesteps, embeds, unet=second_unet),
-                "swapped": lambda: adapter.predict_noise(latents, timesteps, embeds, unet=swapped),
+                "second_unet": lambda: adapter.predict(latents, timesteps, embeds, unet=second_unet),
+                "swapped": lambda: adapter.predict(latents, timesteps, embeds, unet=swapped),
                 "cfg_two": lambda: (
-                    adapter.predict_noise(latents, timesteps, negative),
-                    adapter.predict_noise(latents, timesteps, embeds),
+                    adapter.predict(latents, timesteps, negative),
+                    adapter.predict(latents, timesteps, embeds),
                 ),
-                "cfg_one": lambda: adapter.predict_noise(*both),
+                "cfg_one": lambda: adapter.predict(*both),
                 "decode_encode": lambda: adapter.encode_video(adapter.decode_latents(latents)),
                 "latent": lambda: latents.clone(),
             },

@@ -62,7 +62,8 @@ class Stepper:
             x_ref = train.second_samples(run, batch, batch["prompt_embeds"], reference, self.state, batch["latents"])
         self.x_ref = x_ref
         generator = torch.Generator().manual_seed(0)
-        self.noisy, self.t2, self.eps2 = noise_pairs(run.noise_scheduler, batch["latents"], self.x_ref, generator)
+        self.pairs = noise_pairs(run.noise_scheduler, batch["latents"], self.x_ref, generator)
+        self.noisy, self.t2, self.target2 = self.pairs.noisy, self.pairs.timesteps, self.pairs.target
         self.embeds2 = torch.cat([batch["prompt_embeds"], batch["prompt_embeds"]])
         # The floor's own reference, swapped in once: swapping per step is overhead, not floor.
         self.reference = SwappedModule(run.accelerator.unwrap_model(run.unet), run.pool.get(0))
@@ -93,17 +94,10 @@ class Stepper:
         with torch.autocast(
             device.type, dtype=run.autocast_dtype or torch.float32, enabled=run.autocast_dtype is not None
         ):
-            prediction = run.adapter.predict_noise(self.noisy, self.t2, self.embeds2, unet=unet)
-        per_sample_error(prediction, self.eps2).mean().backward()
+            prediction = run.adapter.predict(self.noisy, self.t2, self.embeds2, unet=unet)
+        per_sample_error(prediction, self.target2).mean().backward()
         train.reference_errors(
-            run.adapter,
-            self.reference,
-            self.noisy,
-            self.t2,
-            self.embeds2,
-            self.eps2,
-            run.autocast_dtype,
-            run.config.seppo.ref_batch_chunk,
+            run.adapter, self.reference, self.pairs, self.embeds2, run.autocast_dtype, run.config.seppo.ref_batch_chunk
         )
         unet.zero_grad(set_to_none=True)
 

@@ -250,3 +250,15 @@ def checkpoint_step(path: Path) -> int:
 def read_trainable(path: Path) -> dict[str, torch.Tensor]:
     """The trainable tensors stored in a checkpoint (for export without training)."""
     return load_file(str(Path(path) / TRAINABLE_FILE))
+
+
+def read_ema_weights(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """A checkpoint's EMA weights named like the trainable parameters (``names``, in the order
+    the EMA was built with: ``named_trainable_parameters``)."""
+    file = Path(path) / EMA_WEIGHTS
+    if not file.exists():
+        raise CheckpointError(f"{path}: train.ema.enabled is set but the checkpoint has no {EMA_WEIGHTS}")
+    tensors = load_file(str(file))
+    if len(tensors) != len(names):
+        raise CheckpointError(f"{file}: {len(tensors)} EMA tensors, the model has {len(names)} trainable tensors")
+    return {name: tensors[key] for name, key in zip(names, sorted(tensors))}

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import importlib.util
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,10 +26,25 @@ class ConfigError(ValueError):
     """A configuration problem, with the dotted key it concerns."""
 
 
+REF_STRATEGIES = ("uniform", "initial", "latest", "fixed:<k>")
+
+
+def parse_strategy(text: str) -> tuple[str, int | None]:
+    """A reference strategy (``seppo.ref_strategy``): ``"uniform" -> ("uniform", None)``, ``"fixed:3" -> ("fixed", 3)``."""
+    match = re.fullmatch(r"fixed:(-?\d+)", text)
+    if match:
+        return "fixed", int(match.group(1))
+    if text in ("uniform", "initial", "latest"):
+        return text, None
+    raise ValueError(f"unknown reference strategy {text!r} (allowed: {', '.join(REF_STRATEGIES)})")
+
+
 Method = Literal["seppo", "sft", "dpo", "spin", "ditto"]
 AAFMode = Literal["sign", "indicator", "none"]
 Trainable = Literal["motion", "lora", "full"]
 Precision = Literal["no", "fp16", "bf16"]
+PredictionType = Literal["epsilon", "v_prediction", "sample"]
+PREDICTION_TYPES: tuple[str, ...] = typing.get_args(PredictionType)
 
 
 @dataclass
@@ -37,6 +53,24 @@ class LoraConfig:
     alpha: float = 4.0
     targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     dropout: float = 0.0
+
+
+@dataclass
+class NoiseSchedulerConfig:
+    """The diffusion schedule the backbone was trained with: training noise, targets and sampling use it.
+
+    ``null`` keeps the backbone's default: for AnimateDiff the schedule its motion modules were
+    trained with (``linear``, 0.00085 to 0.012), not the SD-1.5 folder's ``scaled_linear``; for
+    ModelScope and SD the pipeline folder's ``scheduler/``.
+    """
+
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] | None = None
+    beta_start: float | None = None
+    beta_end: float | None = None
+    # What the network outputs: the noise, v = alpha_t * eps - sigma_t * x0, or x0 itself.
+    prediction_type: PredictionType | None = None
+    timestep_spacing: Literal["leading", "linspace", "trailing"] | None = None
+    rescale_betas_zero_snr: bool | None = None
 
 
 @dataclass
@@ -52,6 +86,7 @@ class ModelConfig:
     attention: Literal["sdpa", "xformers"] = "sdpa"
     gradient_checkpointing: bool = False
     vae_chunk_frames: int = 8  # frames per VAE call: bounds VAE memory
+    noise_scheduler: NoiseSchedulerConfig = field(default_factory=NoiseSchedulerConfig)
 
 
 @dataclass
@@ -116,6 +151,10 @@ class TrainConfig:
     checkpoint_every: int = 20
     checkpoints_keep: int = 2
     max_nonfinite_in_row: int = 5
+    # Policy forwards in train mode (dropout as the model defines it: ModelScope's temporal
+    # convolutions, LoRA dropout); false makes them deterministic. Reference passes and
+    # reference sampling are always deterministic (eval mode).
+    policy_dropout: bool = True
     log_every: int = 1
     log_with: Literal["tensorboard", "wandb", "none"] = "tensorboard"
 
@@ -307,8 +346,6 @@ def validate(config: Config) -> None:
     require_package("train.log_with", train.log_with)
     require_package("train.use_8bit_adam", train.use_8bit_adam)
     if config.seppo.ref_strategy is not None:
-        from seppo_video.seppo.pool import parse_strategy
-
         try:
             parse_strategy(config.seppo.ref_strategy)
         except ValueError as err:

@@ -8,8 +8,15 @@ What an export folder holds, by trainable mode:
 - ``full``, or ``motion`` on ModelScope (whose temporal layers are not a
   separate diffusers component): ``unet/`` (a complete UNet folder).
 
-Beside them, ``seppo_export.json`` names the base model, and ``README.md`` is
-a model card (base model, method, config, steps).
+Beside them, ``scheduler/`` is the noise schedule the weights were trained with
+(AnimateDiff's linear betas, the prediction type: pass it to the pipeline as
+``scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')``),
+``seppo_export.json`` names the base model, and ``README.md`` is a model card
+(base model, method, weights, schedule, config, steps).
+
+Which weights: the policy's, or its EMA when the run had ``train.ema.enabled``,
+whether the export is written at the end of training or later by
+``seppo-video export`` from a checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from seppo_video.atomic import atomic_directory
 from seppo_video.config import ModelConfig
 from seppo_video.models.adapters import (
     ADAPTERS,
+    BACKBONE_SCHEDULES,
     ModelPaths,
     VideoDiffusionAdapter,
     resolve_paths,
@@ -40,14 +48,16 @@ def export_weights(
     method: str,
     steps: int,
     run_config: dict[str, Any] | None = None,
-    unet: torch.nn.Module | None = None,
+    weights: str = "policy",
 ) -> Path:
-    """Write the policy's trainable weights (never the reference's) to ``out_dir``.
+    """Write the adapter's UNet (the policy, never the reference) to ``out_dir``.
 
-    ``unet`` overrides the module exported (e.g. the EMA copy); by default the
-    adapter's own (policy) UNet.
+    ``weights`` says what its trainable tensors hold, for the model card: ``policy`` or
+    ``ema`` (the caller has copied the EMA weights in).
     """
-    unet = unet if unet is not None else adapter.unet
+    from diffusers import DDIMScheduler
+
+    unet = adapter.unet
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         mode = adapter.trainable_mode
@@ -63,6 +73,7 @@ def export_weights(
         else:
             _save_full_unet(unet, tmp / "unet")
             component = "unet"
+        DDIMScheduler.from_config(adapter.scheduler_config).save_pretrained(str(tmp / "scheduler"))
         info = {
             "format": 1,
             "kind": adapter.kind,
@@ -70,6 +81,9 @@ def export_weights(
             "trainable": mode,
             "method": method,
             "steps": steps,
+            "weights": weights,
+            "prediction_type": adapter.prediction_type,
+            "beta_schedule": adapter.scheduler_config.get("beta_schedule"),
             "base": {
                 "pretrained": model_config.pretrained,
                 "motion_adapter": model_config.motion_adapter,
@@ -128,6 +142,10 @@ def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
         f"- method: {info['method']}",
         f"- trainable: {info['trainable']}",
         f"- optimizer steps: {info['steps']}",
+        "- weights: " + ("the EMA of the policy (train.ema.enabled)" if info["weights"] == "ema"
+                         else "the policy at its last optimizer step (no EMA)"),
+        f"- noise schedule: {info['beta_schedule']} betas, prediction type {info['prediction_type']} "
+        "(`scheduler/`: pass `scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')` to the pipeline)",
         f"- load with: {load} (or `seppo-video sample --model <export>`)",
     ]
     if run_config:
@@ -169,6 +187,10 @@ def load_pipeline(model: str | Path, scheduler: str = "ddim"):
     pipe = pipeline_class.from_pretrained(str(base.pipeline), **kwargs)
     if info and info["component"] == "lora":
         pipe.load_lora_weights(str(Path(model) / "lora"))
+    if info is not None:  # the schedule the weights were trained with, not the base folder's
+        pipe.scheduler = diffusers.DDIMScheduler.from_pretrained(str(Path(model) / "scheduler"))
+    else:  # a base model: the backbone's own training schedule (AnimateDiff's linear betas)
+        pipe.scheduler = diffusers.DDIMScheduler.from_config({**pipe.scheduler.config, **BACKBONE_SCHEDULES.get(kind, {})})
     if scheduler == "ddim":
         pipe.scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)

@@ -29,6 +29,7 @@ from seppo_video.checkpoint import (
     checkpoint_step,
     find_checkpoint,
     load_checkpoint,
+    read_ema_weights,
     read_trainable,
     register_trainable_only_hooks,
     save_checkpoint,
@@ -38,7 +39,7 @@ from seppo_video.export import export_weights
 from seppo_video.models.adapters import VideoDiffusionAdapter, check_model_fits, load_adapter
 from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
 from seppo_video.seppo.methods import MethodSpec, resolve_method
-from seppo_video.seppo.noise import draw_pair_noise, noise_pairs
+from seppo_video.seppo.noise import NoisedBatch, noise_pairs, noise_winners
 from seppo_video.seppo.pool import ReferencePool
 from seppo_video.seppo.reference import SwappedModule, inference_mode
 from seppo_video.seppo.sampler import sample_latents
@@ -94,6 +95,7 @@ def setup(config: Config) -> Run:
         log_with=_tracker(config.train.log_with),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
+    refuse_sharded_parameters(accelerator.state)
     with accelerator.main_process_first():  # rank 0 builds the tiny model / demo data, the others wait
         # The model's config files, then the data: a wrong model folder, frames or a resolution the model
         # cannot take, bad annotations or bad videos all fail before the model is loaded.
@@ -101,6 +103,7 @@ def setup(config: Config) -> Run:
         dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
                                 model_id=model_id_for(config.model), seed=config.seed)
         adapter = load_adapter(config.model)
+    adapter.unet.train(config.train.policy_dropout)  # references switch to eval mode themselves
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
     adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype
     trainable = [p for _, p in adapter.named_trainable_parameters()]
@@ -139,6 +142,23 @@ def setup(config: Config) -> Run:
         autocast_dtype=weight_dtype,
         out=out,
     )
+
+
+def refuse_sharded_parameters(state) -> None:
+    """FSDP and DeepSpeed ZeRO-3 shard the parameters across ranks; the pool's snapshots and the
+    swapped-in reference assume each rank holds whole tensors, so those modes are refused here,
+    before any model is loaded, instead of training against a wrong reference."""
+    from accelerate.utils import DistributedType
+
+    kind = getattr(state, "distributed_type", None)
+    if kind == DistributedType.FSDP:
+        raise ConfigError("accelerate config: FSDP shards the parameters, which the reference pool cannot snapshot or "
+                          "swap; use DDP (configs/accelerate/ddp_4gpu.yaml) or DeepSpeed ZeRO-2 "
+                          "(configs/accelerate/deepspeed_zero2.yaml), with LoRA or motion modules for large models")
+    plugin = getattr(state, "deepspeed_plugin", None)
+    if kind == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3:
+        raise ConfigError("accelerate config: DeepSpeed ZeRO stage 3 shards the parameters, which the reference pool "
+                          "cannot snapshot or swap; use zero_stage 2 (configs/accelerate/deepspeed_zero2.yaml) or DDP")
 
 
 def _multi_process_without_gpu() -> bool:
@@ -204,13 +224,15 @@ def train(config: Config, resume: str | None = None) -> Run:
     progress = tqdm(total=config.train.max_steps, initial=state.step, desc=config.seppo.method,
                     disable=not accelerator.is_local_main_process, dynamic_ncols=True)
     started = time.perf_counter()
-    step_start, cycle_nonfinite = time.perf_counter(), False
+    step_start, cycle_nonfinite, cycle = time.perf_counter(), False, CycleMean()
     for batch in iterate_batches(run, state):
         if state.step >= config.train.max_steps:  # also when resuming a finished run
             break
         loss, stats, ref_index, cycle_nonfinite = micro_step(run, batch, state, cycle_nonfinite)
+        cycle.add(loss, stats)
         if not accelerator.sync_gradients:
             continue
+        loss, stats = cycle.pop()
         state.step += 1
         _count_nonfinite(state, cycle_nonfinite)
         if run.ema is not None and not cycle_nonfinite:
@@ -221,7 +243,7 @@ def train(config: Config, resume: str | None = None) -> Run:
         record = {
             "step": state.step,
             "method": config.seppo.method,
-            "loss": loss.item() if torch.isfinite(loss).all() else float("nan"),
+            "loss": loss,  # both the mean over the accumulation cycle's micro-batches
             **stats,
             "ref_index": ref_index,
             "skipped": cycle_nonfinite,
@@ -290,18 +312,16 @@ def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tens
     generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
     x_w, embeds = winner_latents(run, batch)
     if not run.method.uses_reference:
-        t, eps = draw_pair_noise(run.noise_scheduler, x_w, generator)
-        noisy = run.noise_scheduler.add_noise(x_w, eps, t)
-        error = per_sample_error(adapter.predict_noise(noisy, t, embeds, unet=run.unet), eps)
+        noised = noise_winners(run.noise_scheduler, x_w, generator)
+        error = per_sample_error(adapter.predict(noised.noisy, noised.timesteps, embeds, unet=run.unet), noised.target)
         return sft_loss(error), {}, -1
     ref_index = run.pool.select(run.method.ref_strategy, state.step)
     reference = reference_module(run, ref_index)
     x_other = second_samples(run, batch, embeds, reference, state, x_w)
-    noisy, t2, eps2 = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
+    pairs = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
     embeds2 = torch.cat([embeds, embeds])
-    policy_err = per_sample_error(adapter.predict_noise(noisy, t2, embeds2, unet=run.unet), eps2)
-    ref_err = reference_errors(adapter, reference, noisy, t2, embeds2, eps2, run.autocast_dtype,
-                               config.seppo.ref_batch_chunk)
+    policy_err = per_sample_error(adapter.predict(pairs.noisy, pairs.timesteps, embeds2, unet=run.unet), pairs.target)
+    ref_err = reference_errors(adapter, reference, pairs, embeds2, run.autocast_dtype, config.seppo.ref_batch_chunk)
     batch_size = x_w.shape[0]
     loss, stats = preference_loss(
         policy_err[:batch_size], policy_err[batch_size:], ref_err[:batch_size], ref_err[batch_size:],
@@ -319,14 +339,15 @@ def reference_module(run: Run, index: int) -> SwappedModule:
     return run.cached_reference[1]
 
 
-def reference_errors(adapter, reference, noisy, timesteps, embeds, eps, autocast_dtype, chunk: int | None):
+def reference_errors(adapter, reference, noised: NoisedBatch, embeds, autocast_dtype, chunk: int | None):
     """Per-sample errors of the reference, without autograd, ``chunk`` rows per forward."""
+    noisy = noised.noisy
     chunk = chunk or noisy.shape[0]
     errors = []
     with inference_mode(autocast_dtype, noisy.device):
         for rows in torch.arange(noisy.shape[0], device=noisy.device).split(chunk):
-            prediction = adapter.predict_noise(noisy[rows], timesteps[rows], embeds[rows], unet=reference)
-            errors.append(per_sample_error(prediction, eps[rows]))
+            prediction = adapter.predict(noisy[rows], noised.timesteps[rows], embeds[rows], unet=reference)
+            errors.append(per_sample_error(prediction, noised.target[rows]))
     return torch.cat(errors)
 
 
@@ -432,6 +453,25 @@ def _step_of(line: str) -> int:
         return 1 << 62
 
 
+class CycleMean:
+    """The loss and statistics of one accumulation cycle, averaged over its micro-batches
+    (the optimizer step is their mean gradient, so that is what a step's record shows)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.stats: list[dict[str, float]] = []
+
+    def add(self, loss: torch.Tensor, stats: dict[str, float]) -> None:
+        self.losses.append(float(loss.detach()) if torch.isfinite(loss).all() else float("nan"))
+        self.stats.append(stats)
+
+    def pop(self) -> tuple[float, dict[str, float]]:
+        loss = sum(self.losses) / len(self.losses)
+        means = {key: sum(s[key] for s in self.stats) / len(self.stats) for key in self.stats[0]}
+        self.losses, self.stats = [], []
+        return loss, means
+
+
 def _count_nonfinite(state: TrainerState, skipped: bool) -> None:
     state.nonfinite_total += skipped
     state.nonfinite_in_row = state.nonfinite_in_row + 1 if skipped else 0
@@ -493,6 +533,7 @@ def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: flo
             accelerator.print(skips.summary())
         atomic_write_json(out / "summary.json", {
             "steps": state.step, "method": config.seppo.method, "nonfinite_skipped": state.nonfinite_total,
+            "prediction_type": run.adapter.prediction_type, "noise_schedule": noise_schedule_summary(run.adapter),
             "data_skips": skips.as_dict() if skips is not None else None,
             "wall_time_s": wall_time, "export": str(export_dir),
         })
@@ -501,37 +542,47 @@ def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: flo
 
 
 def _export(run: Run, state: TrainerState) -> Path:
-    """Export the policy (EMA weights when EMA is on), never the reference."""
+    """Export the policy, never the reference: its EMA weights when EMA is on (``exported_weights``)."""
     params = [p for _, p in run.adapter.named_trainable_parameters()]
     if run.ema is not None:
         run.ema.store(params)
         run.ema.copy_to(params)
     try:
         return export_weights(run.adapter, run.out / "export", run.config.model, method=run.config.seppo.method,
-                              steps=state.step, run_config=run.config.to_dict())
+                              steps=state.step, run_config=run.config.to_dict(),
+                              weights=exported_weights(run.config))
     finally:
         if run.ema is not None:
             run.ema.restore(params)
 
 
+def exported_weights(config: Config) -> str:
+    """The one rule for what an export holds, at the end of a run and from ``seppo-video export``:
+    the EMA of the policy when ``train.ema.enabled``, else the policy itself."""
+    return "ema" if config.train.ema.enabled else "policy"
+
+
 def export_checkpoint(run_dir: Path, which: str = "latest", out: Path | None = None) -> Path:
-    """``seppo-video export``: a checkpoint's trainable tensors in diffusers format."""
+    """``seppo-video export``: a checkpoint's policy (its EMA when EMA was on) in diffusers format."""
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.yaml")
     checkpoint = find_checkpoint(run_dir, which)
     adapter = load_adapter(config.model)
-    tensors = read_trainable(checkpoint)
+    weights = exported_weights(config)
+    if weights == "ema":
+        tensors = read_ema_weights(checkpoint, [name for name, _ in adapter.named_trainable_parameters()])
+    else:
+        tensors = read_trainable(checkpoint)
     missing, unexpected = adapter.unet.load_state_dict(tensors, strict=False)
     if unexpected:
         raise RuntimeError(f"{checkpoint}: tensors the model does not have, e.g. {unexpected[:3]}")
     steps = checkpoint_step(checkpoint)
     return export_weights(adapter, out or run_dir / "export", config.model, method=config.seppo.method,
-                          steps=steps, run_config=config.to_dict())
+                          steps=steps, run_config=config.to_dict(), weights=weights)
 
 
-if __name__ == "__main__":  # `accelerate launch -m seppo_video.train --config ...`
-    import sys
-
-    from seppo_video.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
+def noise_schedule_summary(adapter: VideoDiffusionAdapter) -> dict[str, Any]:
+    """The schedule settings that decide training targets and sampling (for summary.json)."""
+    keys = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps", "prediction_type",
+            "timestep_spacing", "rescale_betas_zero_snr")
+    return {key: adapter.scheduler_config.get(key) for key in keys}

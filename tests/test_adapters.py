@@ -31,7 +31,7 @@ def test_shapes_and_gradients_only_on_selected_parameters(kind, trainable, frame
     latents = torch.randn(2, 4, frames, 16, 16)
     embeds = adapter.encode_prompt(["a red ball", ""])
     assert embeds.shape[0] == 2 and embeds.ndim == 3
-    out = adapter.predict_noise(latents, torch.tensor([3, 900]), embeds)
+    out = adapter.predict(latents, torch.tensor([3, 900]), embeds)
     assert out.shape == latents.shape
     out.square().mean().backward()
     with_grad = {n for n, p in adapter.unet.named_parameters() if p.grad is not None}
@@ -58,8 +58,8 @@ def test_animatediff_conditions_every_frame_on_its_own_video_prompt():
     latents = torch.randn(1, 4, 4, 16, 16)
     a, b = adapter.encode_prompt(["a red ball"]), adapter.encode_prompt(["ocean waves at dusk"])
     with torch.no_grad():
-        both = adapter.predict_noise(latents.repeat(2, 1, 1, 1, 1), torch.tensor([5, 5]), torch.cat([a, b]))
-        only_b = adapter.predict_noise(latents, torch.tensor([5]), b)
+        both = adapter.predict(latents.repeat(2, 1, 1, 1, 1), torch.tensor([5, 5]), torch.cat([a, b]))
+        only_b = adapter.predict(latents, torch.tensor([5]), b)
     torch.testing.assert_close(both[1:], only_b, rtol=1e-5, atol=1e-5)
 
 
@@ -79,12 +79,12 @@ def test_save_and_reload_gives_identical_outputs(kind, tmp_path):
     outputs = []
     with torch.no_grad():
         for adapter in (first, second):
-            noise = adapter.predict_noise(latents, torch.tensor([10]), adapter.encode_prompt(["x"]))
+            noise = adapter.predict(latents, torch.tensor([10]), adapter.encode_prompt(["x"]))
             outputs.append((noise, adapter.decode_latents(latents)))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
     other = load_adapter(_config(kind, _fresh(kind, tmp_path / "c")), configure=False)
     with torch.no_grad():
-        different = other.predict_noise(latents, torch.tensor([10]), other.encode_prompt(["x"]))
+        different = other.predict(latents, torch.tensor([10]), other.encode_prompt(["x"]))
     assert not torch.allclose(different, outputs[0][0])  # the comparison can tell models apart
 
 

@@ -26,7 +26,7 @@ def test_a_damaged_reference_is_recognised_more_often_than_a_coin_toss():
     scheduler = DDPMScheduler.from_config(adapter.scheduler_config)
 
     def predict(noisy, t, unet):
-        return adapter.predict_noise(noisy, t, embeds, unet=unet)
+        return adapter.predict(noisy, t, embeds, unet=unet)
 
     anchors = anchor_draws(predict, adapter.unet, SwappedModule(adapter.unet, damaged), x_w, scheduler, draws=24)
     assert anchors.shape == (24, 2)

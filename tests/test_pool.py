@@ -59,7 +59,24 @@ def test_snapshot_is_a_copy_off_the_module():
 @pytest.mark.parametrize("dtype,bytes_per", [("float32", 4), ("float16", 2), ("bfloat16", 2)])
 def test_memory_is_trainable_size_times_snapshots(dtype, bytes_per):
     pool = _filled(3, dtype=dtype)
-    assert pool.nbytes() == 3 * (6 + 4) * bytes_per
+    # theta_0 stays float32 (4 bytes); the two later snapshots take the pool's dtype
+    assert pool.nbytes() == (6 + 4) * 4 + 2 * (6 + 4) * bytes_per
+
+
+@pytest.mark.parametrize("storage", ["cpu", "disk"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_theta0_is_stored_exactly_in_a_half_precision_pool(dtype, storage, tmp_path):
+    theta0 = {"w": torch.tensor([1.0 + 2**-20, 0.1, 3.3e-5])}  # not representable in 16 bits
+    pool = ReferencePool(max_size=4, storage=storage, dtype=dtype, directory=tmp_path / "pool")
+    pool.add(0, theta0)
+    pool.add(10, theta0)
+    assert torch.equal(pool.get(0)["w"], theta0["w"])
+    assert pool.get(1)["w"].dtype == getattr(torch, dtype)
+    assert not torch.equal(pool.get(1)["w"].float(), theta0["w"])
+    pool.save(tmp_path / "ckpt")
+    restored = ReferencePool(max_size=4, dtype=dtype)
+    restored.load(tmp_path / "ckpt")
+    assert torch.equal(restored.get(0)["w"], theta0["w"])
 
 
 def test_disk_storage_round_trip(tmp_path):

@@ -33,15 +33,15 @@ def test_reference_equals_independent_copy_with_snapshot(kind, trainable, frames
     timesteps = torch.tensor([20, 700])
     embeds = policy.encode_prompt(["a cat", "sunset over sea"])
     with torch.no_grad():
-        reference_out = policy.predict_noise(latents, timesteps, embeds, unet=SwappedModule(policy.unet, pool.get(0)))
-        policy_out = policy.predict_noise(latents, timesteps, embeds)
+        reference_out = policy.predict(latents, timesteps, embeds, unet=SwappedModule(policy.unet, pool.get(0)))
+        policy_out = policy.predict(latents, timesteps, embeds)
 
     # An independently built model, loaded from disk, with the snapshot's tensors.
     copy = load_adapter(ModelConfig(kind=kind, trainable=trainable))
     _, unexpected = copy.unet.load_state_dict(snapshot, strict=False)
     assert not unexpected
     with torch.no_grad():
-        copy_out = copy.predict_noise(latents, timesteps, embeds)
+        copy_out = copy.predict(latents, timesteps, embeds)
     torch.testing.assert_close(reference_out, copy_out, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(reference_out, policy_out, atol=1e-4)
     # The policy module's own parameters were never overwritten by the swap.
@@ -68,6 +68,7 @@ def test_swap_rejects_unknown_tensor_names():
 
 
 def test_chunked_reference_pass_gives_the_same_errors():
+    from seppo_video.seppo.noise import NoisedBatch
     from seppo_video.train import reference_errors
 
     policy = load_adapter(ModelConfig(kind="animatediff", trainable="motion"))
@@ -76,7 +77,39 @@ def test_chunked_reference_pass_gives_the_same_errors():
     noisy, eps = torch.randn(4, 4, 3, 8, 8), torch.randn(4, 4, 3, 8, 8)
     timesteps = torch.tensor([5, 300, 600, 999])
     embeds = policy.encode_prompt(["a", "b", "c", "d"])
-    whole = reference_errors(policy, reference, noisy, timesteps, embeds, eps, None, None)
-    chunked = reference_errors(policy, reference, noisy, timesteps, embeds, eps, None, 3)
+    noised = NoisedBatch(noisy, timesteps, eps)
+    whole = reference_errors(policy, reference, noised, embeds, None, None)
+    chunked = reference_errors(policy, reference, noised, embeds, None, 3)
     assert whole.shape == (4,) and not whole.requires_grad
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dropout_in", ["lora", "modelscope"])
+def test_reference_is_deterministic_while_the_policy_trains_with_dropout(dropout_in):
+    """LoRA dropout or ModelScope's temporal-convolution dropout: the policy in train mode gives a
+    different output per call, its reference (the same weights) one output, and the policy's
+    modes are untouched afterwards."""
+    from seppo_video.config import LoraConfig
+
+    if dropout_in == "lora":
+        policy = load_adapter(ModelConfig(kind="animatediff", trainable="lora", lora=LoraConfig(dropout=0.5)))
+    else:
+        policy = load_adapter(ModelConfig(kind="modelscope", trainable="motion"))
+    _perturb_trainable(policy)  # LoRA B and ModelScope's last temporal conv start at zero: dropout would not show
+    policy.unet.train()
+    reference = SwappedModule(policy.unet, policy.trainable_state())
+    torch.manual_seed(0)
+    latents, timesteps = torch.randn(1, 4, 3, 8, 8), torch.tensor([400])
+    embeds = policy.encode_prompt(["a"])
+    with torch.no_grad():
+        ref_a, ref_b = (policy.predict(latents, timesteps, embeds, unet=reference) for _ in range(2))
+        pol_a, pol_b = (policy.predict(latents, timesteps, embeds) for _ in range(2))
+        policy.unet.eval()
+        pol_eval = policy.predict(latents, timesteps, embeds)
+    assert torch.equal(ref_a, ref_b)
+    assert not torch.allclose(pol_a, pol_b)
+    torch.testing.assert_close(ref_a, pol_eval, rtol=1e-5, atol=1e-6)  # the reference is the eval-mode model
+    policy.unet.train()
+    with torch.no_grad():
+        policy.predict(latents, timesteps, embeds, unet=reference)
+    assert all(module.training for module in policy.unet.modules())

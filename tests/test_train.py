@@ -97,7 +97,7 @@ def _fixed_draw_error(adapter, batch) -> float:
         for _ in range(16):
             t = torch.randint(0, 1000, (x.shape[0],), generator=generator)
             eps = torch.randn(x.shape, generator=generator)
-            pred = adapter.predict_noise(scheduler.add_noise(x, eps, t), t, embeds)
+            pred = adapter.predict(scheduler.add_noise(x, eps, t), t, embeds)
             total += (pred - eps).square().mean().item()
     return total / 16
 
@@ -162,7 +162,7 @@ def test_export_loads_in_the_diffusers_pipeline_with_the_same_prediction(backbon
     embeds = run.adapter.encode_prompt(["a candle melting"])
     timestep = torch.tensor([321])
     with torch.no_grad():
-        trained = run.adapter.predict_noise(latents, timestep, embeds)
+        trained = run.adapter.predict(latents, timestep, embeds)
         if backbone == "sd":
             exported = pipe.unet(latents[:, :, 0], timestep, encoder_hidden_states=embeds).sample.unsqueeze(2)
         elif backbone == "animatediff":
@@ -170,7 +170,7 @@ def test_export_loads_in_the_diffusers_pipeline_with_the_same_prediction(backbon
             exported = pipe.unet(latents, timestep, encoder_hidden_states=per_frame).sample
         else:
             exported = pipe.unet(latents, timestep, encoder_hidden_states=embeds).sample
-        base = load_adapter(run.config.model).predict_noise(latents, timestep, embeds)
+        base = load_adapter(run.config.model).predict(latents, timestep, embeds)
     torch.testing.assert_close(exported, trained, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(base, trained, atol=1e-4)  # training moved it, so the match means something
     card = (tmp_path / "export" / "README.md").read_text()
@@ -210,7 +210,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
 def test_two_process_run_agrees_on_references_and_weights(tmp_path, repo_root):
     overrides = [*FAST, f"output_dir={tmp_path}", "train.max_steps=4", "seppo.ref_every=1", "data.batch_size=1"]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(repo_root / "configs" / "accelerate" / "cpu_2proc.yaml"), "-m", "seppo_video.train", *overrides]
+               str(repo_root / "configs" / "accelerate" / "cpu_2proc.yaml"), "-m", "seppo_video", "train", *overrides]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -14,6 +14,7 @@ here and nowhere else:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +24,23 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from seppo_video.config import Config, ConfigError, LoraConfig, ModelConfig, require_package
+from seppo_video.config import (
+    PREDICTION_TYPES,
+    Config,
+    ConfigError,
+    LoraConfig,
+    ModelConfig,
+    NoiseSchedulerConfig,
+    require_package,
+)
 from seppo_video.models.tiny import ensure_tiny
+
+# Training-schedule defaults that differ from what the backbone's pipeline folder says.
+# AnimateDiff's motion modules (v1 to v3) were trained with a linear beta schedule on SD-1.5
+# latents, while the SD-1.5 folder they are loaded beside says ``scaled_linear``.
+BACKBONE_SCHEDULES: dict[str, dict] = {
+    "animatediff": {"beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012, "clip_sample": False},
+}
 
 
 @dataclass
@@ -48,8 +64,9 @@ class VideoDiffusionAdapter:
     pipeline_class_name: str = ""
     unet_class_name: str = ""  # the diffusers class stored in the pipeline's unet/ folder
 
-    def __init__(self, paths: ModelPaths, unet: nn.Module, vae_chunk_frames: int = 8):
-        from diffusers import AutoencoderKL, DDIMScheduler
+    def __init__(self, paths: ModelPaths, unet: nn.Module, vae_chunk_frames: int = 8,
+                 noise_scheduler: NoiseSchedulerConfig | None = None):
+        from diffusers import AutoencoderKL
         from transformers import CLIPTextModel, CLIPTokenizer
 
         self.paths = paths
@@ -57,8 +74,8 @@ class VideoDiffusionAdapter:
         self.vae = AutoencoderKL.from_pretrained(paths.pipeline, subfolder="vae")
         self.text_encoder = CLIPTextModel.from_pretrained(paths.pipeline, subfolder="text_encoder")
         self.tokenizer = CLIPTokenizer.from_pretrained(paths.pipeline, subfolder="tokenizer")
-        # Training noise schedule and the DDIM sampler share the pipeline's betas.
-        self.scheduler_config = dict(DDIMScheduler.load_config(paths.pipeline, subfolder="scheduler"))
+        # One schedule for the training noise, the training target, the reference sampler and the export.
+        self.scheduler_config = resolve_noise_schedule(self.kind, paths, noise_scheduler or NoiseSchedulerConfig())
         self.vae_chunk_frames = vae_chunk_frames
         for frozen in (self.vae, self.text_encoder):
             frozen.requires_grad_(False)
@@ -66,11 +83,12 @@ class VideoDiffusionAdapter:
         self.trainable_mode: str | None = None
 
     @classmethod
-    def load(cls, paths: ModelPaths, vae_chunk_frames: int = 8) -> "VideoDiffusionAdapter":
+    def load(cls, paths: ModelPaths, **options) -> "VideoDiffusionAdapter":
+        """``options``: ``vae_chunk_frames``, ``noise_scheduler`` (see ``__init__``)."""
         import diffusers
 
         unet = getattr(diffusers, cls.unet_class_name).from_pretrained(paths.pipeline, subfolder="unet")
-        return cls(paths, unet, vae_chunk_frames)
+        return cls(paths, unet, **options)
 
     # ------------------------------------------------------------ properties
     @property
@@ -80,6 +98,11 @@ class VideoDiffusionAdapter:
     @property
     def latent_channels(self) -> int:
         return int(self.unet.config.in_channels)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the UNet outputs: ``epsilon``, ``v_prediction`` or ``sample`` (the scheduler's setting)."""
+        return str(self.scheduler_config.get("prediction_type", "epsilon"))
 
     @property
     def vae_scaling_factor(self) -> float:
@@ -92,14 +115,15 @@ class VideoDiffusionAdapter:
         return self
 
     # ------------------------------------------------------------ the UNet call
-    def predict_noise(
+    def predict(
         self,
         latents: torch.Tensor,
         timesteps: torch.Tensor,
         prompt_embeds: torch.Tensor,
         unet: nn.Module | None = None,
     ) -> torch.Tensor:
-        """Noise prediction for ``latents [B, C, F, H, W]`` at ``timesteps [B]``.
+        """The UNet's output for ``latents [B, C, F, H, W]`` at ``timesteps [B]``: noise, v or x0,
+        as ``prediction_type`` says.
 
         ``prompt_embeds`` is ``[B, L, D]``: one row per video. ``unet`` lets a
         caller pass a wrapped module (accelerate / DDP) with the same weights.
@@ -259,7 +283,7 @@ class AnimateDiffAdapter(VideoDiffusionAdapter):
     unet_class_name = "UNetMotionModel"  # built from the SD UNet + MotionAdapter, saved as such in full exports
 
     @classmethod
-    def load(cls, paths: ModelPaths, vae_chunk_frames: int = 8) -> "AnimateDiffAdapter":
+    def load(cls, paths: ModelPaths, **options) -> "AnimateDiffAdapter":
         from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
         if paths.motion_adapter is None:
@@ -267,7 +291,7 @@ class AnimateDiffAdapter(VideoDiffusionAdapter):
         unet2d = UNet2DConditionModel.from_pretrained(paths.pipeline, subfolder="unet")
         motion_adapter = MotionAdapter.from_pretrained(paths.motion_adapter)
         unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
-        return cls(paths, unet, vae_chunk_frames)
+        return cls(paths, unet, **options)
 
     def _forward(self, unet, latents, timesteps, prompt_embeds):
         frames = latents.shape[2]
@@ -295,6 +319,18 @@ class ModelScopeAdapter(VideoDiffusionAdapter):
         # Temporal convolutions, temporal attention, and the input temporal transformer.
         return name.startswith("transformer_in.") or ".temp_convs." in name or ".temp_attentions." in name
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Activation checkpointing of every down, mid and up block.
+
+        diffusers' ``UNet3DConditionModel`` refuses ``enable_gradient_checkpointing``, so each
+        block becomes an instance of a checkpointing subclass of its own class: parameter names
+        (checkpoints, exports) are unchanged and a deep copy checkpoints its own weights.
+        Without autograd (reference passes) blocks run as before.
+        """
+        for block in [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]:
+            if block is not None and not getattr(block, "seppo_checkpointed", False):
+                block.__class__ = _checkpointed_class(type(block))
+
 
 class ImageAdapter(VideoDiffusionAdapter):
     """Stable Diffusion (``UNet2DConditionModel``): frames are independent images."""
@@ -320,6 +356,27 @@ class ImageAdapter(VideoDiffusionAdapter):
             "feature_extractor": None,
             "requires_safety_checker": False,
         }
+
+
+_CHECKPOINTED_CLASSES: dict[type, type] = {}
+
+
+def _checkpointed_class(cls: type) -> type:
+    """``cls`` with its forward recomputed in backward instead of keeping activations
+    (non-reentrant, so keyword arguments pass through; the RNG state is replayed, so dropout
+    masks match the first pass)."""
+    if cls not in _CHECKPOINTED_CLASSES:
+        from torch.utils.checkpoint import checkpoint
+
+        def forward(self, *args, **kwargs):
+            plain = super(checkpointed, self).forward
+            if torch.is_grad_enabled():
+                return checkpoint(plain, *args, use_reentrant=False, **kwargs)
+            return plain(*args, **kwargs)
+
+        checkpointed = type(f"Checkpointed{cls.__name__}", (cls,), {"forward": forward, "seppo_checkpointed": True})
+        _CHECKPOINTED_CLASSES[cls] = checkpointed
+    return _CHECKPOINTED_CLASSES[cls]
 
 
 ADAPTERS: dict[str, type[VideoDiffusionAdapter]] = {
@@ -349,6 +406,21 @@ def resolve_paths(config: ModelConfig) -> ModelPaths:
     return ModelPaths(pipeline, motion)
 
 
+def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedulerConfig) -> dict:
+    """The scheduler config training uses: the pipeline folder's, then the backbone's defaults
+    (``BACKBONE_SCHEDULES``), then the config's ``model.noise_scheduler`` settings."""
+    folder = _component_config(paths.pipeline / "scheduler", "model.pretrained", "scheduler_config.json")
+    explicit = {key: value for key, value in dataclasses.asdict(overrides).items() if value is not None}
+    schedule = {**folder, **BACKBONE_SCHEDULES.get(kind, {}), **explicit}
+    schedule.setdefault("prediction_type", "epsilon")
+    if schedule["prediction_type"] not in PREDICTION_TYPES:
+        raise ConfigError(
+            f"model.noise_scheduler.prediction_type: the scheduler in {paths.pipeline / 'scheduler'} says "
+            f"{schedule['prediction_type']!r}, which this trainer cannot train (allowed: {', '.join(PREDICTION_TYPES)})"
+        )
+    return schedule
+
+
 def check_model_fits(config: Config) -> None:
     """Before anything heavy: the model folders exist and take the configured resolution and frames.
 
@@ -357,6 +429,12 @@ def check_model_fits(config: Config) -> None:
     motion modules' positional embeddings fails here, not at step 1.
     """
     paths = resolve_paths(config.model)
+    schedule = resolve_noise_schedule(config.model.kind, paths, config.model.noise_scheduler)
+    if schedule.get("num_train_timesteps", 1000) != config.seppo.num_train_timesteps:
+        raise ConfigError(
+            f"seppo.num_train_timesteps: {config.seppo.num_train_timesteps}, but the model's scheduler was trained "
+            f"with {schedule['num_train_timesteps']} timesteps (set it to {schedule['num_train_timesteps']})"
+        )
     vae = _component_config(paths.pipeline / "vae", "model.pretrained")
     factor = 2 ** (len(vae["block_out_channels"]) - 1)
     resolution = config.data.resolution
@@ -375,16 +453,17 @@ def check_model_fits(config: Config) -> None:
             )
 
 
-def _component_config(folder: Path, key: str) -> dict:
+def _component_config(folder: Path, key: str, name: str = "config.json") -> dict:
     try:
-        return json.loads((folder / "config.json").read_text())
+        return json.loads((folder / name).read_text())
     except (OSError, ValueError) as err:
-        raise ConfigError(f"{key}: cannot read {folder / 'config.json'} ({err}); is it a diffusers model folder?") from None
+        raise ConfigError(f"{key}: cannot read {folder / name} ({err}); is it a diffusers model folder?") from None
 
 
 def load_adapter(config: ModelConfig, configure: bool = True) -> VideoDiffusionAdapter:
     """Load the backbone named by ``config`` and apply its trainable/attention switches."""
-    adapter = ADAPTERS[config.kind].load(resolve_paths(config), vae_chunk_frames=config.vae_chunk_frames)
+    adapter = ADAPTERS[config.kind].load(resolve_paths(config), vae_chunk_frames=config.vae_chunk_frames,
+                                         noise_scheduler=config.noise_scheduler)
     if configure:
         adapter.configure_trainable(config.trainable, config.lora)
         adapter.set_attention_backend(config.attention)

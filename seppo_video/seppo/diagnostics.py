@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from seppo_video.seppo.loss import per_sample_error
-from seppo_video.seppo.noise import draw_pair_noise
+from seppo_video.seppo.noise import noise_winners
 
 
 def sign_agreement(anchors: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def anchor_draws(
 ) -> torch.Tensor:
     """``a = e_ref(x_w) - e_theta(x_w)`` for ``draws`` independent ``(t, eps)``: ``[draws, B]``.
 
-    ``predict(noisy, t, unet)`` returns noise predictions (the caller binds
+    ``predict(noisy, t, unet)`` returns the model output (noise, v or x0) (the caller binds
     the prompt embeddings), so this works for any backbone.
     """
     return pool_anchor_draws(predict, policy, [reference], x_w, noise_scheduler, draws, seed)[0]
@@ -58,11 +58,10 @@ def pool_anchor_draws(
     generator = torch.Generator().manual_seed(seed)
     anchors: list[list[torch.Tensor]] = [[] for _ in references]
     for _ in range(draws):
-        t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
-        noisy = noise_scheduler.add_noise(x_w, eps, t)
-        policy_error = per_sample_error(predict(noisy, t, policy), eps)
+        noised = noise_winners(noise_scheduler, x_w, generator)
+        policy_error = per_sample_error(predict(noised.noisy, noised.timesteps, policy), noised.target)
         for rows, reference in zip(anchors, references):
-            rows.append(per_sample_error(predict(noisy, t, reference), eps) - policy_error)
+            rows.append(per_sample_error(predict(noised.noisy, noised.timesteps, reference), noised.target) - policy_error)
     return torch.stack([torch.stack(rows) for rows in anchors])
 
 
@@ -80,7 +79,7 @@ def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor
     from seppo_video.seppo.reference import SwappedModule
 
     def predict(noisy, t, unet):
-        return adapter.predict_noise(noisy, t, prompt_embeds, unet=unet)
+        return adapter.predict(noisy, t, prompt_embeds, unet=unet)
 
     earlier = [(index, step) for index, step in enumerate(pool.steps) if step != policy_step]
     references = [SwappedModule(adapter.unet, pool.get(index)) for index, _ in earlier]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +22,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-STRATEGIES = ("uniform", "initial", "latest", "fixed:<k>")
+from seppo_video.config import parse_strategy
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def parse_strategy(text: str) -> tuple[str, int | None]:
-    """``"uniform" -> ("uniform", None)``, ``"fixed:3" -> ("fixed", 3)``."""
-    match = re.fullmatch(r"fixed:(-?\d+)", text)
-    if match:
-        return "fixed", int(match.group(1))
-    if text in ("uniform", "initial", "latest"):
-        return text, None
-    raise ValueError(f"unknown reference strategy {text!r} (allowed: {', '.join(STRATEGIES)})")
 
 
 @dataclass
@@ -84,9 +74,16 @@ class ReferencePool:
     # ------------------------------------------------------------ filling
     def add(self, step: int, trainable: dict[str, torch.Tensor]) -> None:
         """Snapshot ``trainable`` (copied off the accelerator). Drops the oldest
-        non-initial snapshot when full, so theta_0 always stays."""
+        non-initial snapshot when full, so theta_0 always stays.
+
+        The first snapshot (theta_0) keeps the training dtype whatever ``dtype`` says: rounded,
+        it would not be the model the policy starts from, so at step 1 ``d_w`` and ``d_ref``
+        would not be 0, the AAF sign would be noise and DPO / DITTO would lose their reference.
+        """
+        exact = not self.snapshots
         tensors = {
-            name: tensor.detach().to("cpu", dtype=self._stored_dtype(tensor), copy=True).contiguous()
+            name: tensor.detach().to("cpu", dtype=tensor.dtype if exact else self._stored_dtype(tensor),
+                                     copy=True).contiguous()
             for name, tensor in trainable.items()
         }
         snapshot = Snapshot(step=step)

@@ -5,6 +5,8 @@ swapped in through ``torch.func.functional_call``: the frozen weights (the
 bulk of a UNet) exist once, the module's own parameters are never touched,
 and autograd is off. The accelerator holds one copy of the chosen
 snapshot's trainable tensors (not of the frozen weights) while it is in use.
+A reference always runs in eval mode (deterministic), whatever mode the
+policy trains in.
 """
 
 from __future__ import annotations
@@ -32,7 +34,20 @@ class SwappedModule:
         }
 
     def __call__(self, *args, **kwargs):
-        return functional_call(self.module, self.tensors, args, kwargs, strict=False)
+        with eval_mode(self.module):  # a reference is a fixed function: no dropout, whatever the policy's mode
+            return functional_call(self.module, self.tensors, args, kwargs, strict=False)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """``module`` in eval mode inside the block; every submodule's own mode is restored after."""
+    modes = [(child, child.training) for child in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for child, training in modes:
+            child.training = training
 
 
 @contextlib.contextmanager

@@ -10,18 +10,30 @@ pipelines use ([uncond, cond]), so results match them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
 
-from seppo_video.models.adapters import VideoDiffusionAdapter
+from seppo_video.seppo.reference import eval_mode
+
+
+class LatentDenoiser(Protocol):
+    """What sampling needs of a backbone adapter (``seppo_video.models.adapters``)."""
+
+    unet: nn.Module
+    scheduler_config: dict
+    latent_channels: int
+
+    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor,
+                unet: Callable[..., Any] | None = None) -> torch.Tensor: ...
 
 
 @torch.no_grad()
 def sample_latents(
-    adapter: VideoDiffusionAdapter,
+    adapter: LatentDenoiser,
     prompt_embeds: torch.Tensor,
     negative_embeds: torch.Tensor,
     *,
@@ -37,7 +49,8 @@ def sample_latents(
 
     ``negative_embeds`` is ``[1, L, D]`` (broadcast) or ``[B, L, D]``;
     ``unet`` is the model to sample with (a reference's swapped module),
-    the adapter's policy UNet by default.
+    the adapter's policy UNet by default; either runs in eval mode (no dropout).
+    The scheduler's ``prediction_type`` (eps or v) is what DDIM reads the output as.
     """
     batch = prompt_embeds.shape[0]
     if len(seeds) != batch:
@@ -51,14 +64,19 @@ def sample_latents(
     latents = latents * scheduler.init_noise_sigma
     embeds = torch.cat([negative_embeds.expand(batch, -1, -1), prompt_embeds])
     use_cfg = guidance_scale > 1.0
-    for t in scheduler.timesteps:
-        model_input = torch.cat([latents, latents]) if use_cfg else latents
-        model_input = scheduler.scale_model_input(model_input, t)
-        noise = adapter.predict_noise(
-            model_input, t.expand(model_input.shape[0]), embeds if use_cfg else prompt_embeds, unet=unet
-        )
-        if use_cfg:
-            uncond, cond = noise.chunk(2)
-            noise = uncond + guidance_scale * (cond - uncond)
-        latents = scheduler.step(noise, t, latents, eta=eta, generator=generators).prev_sample
+    with eval_mode(adapter.unet):
+        for t in scheduler.timesteps:
+            latents = _ddim_step(adapter, scheduler, latents, t, embeds if use_cfg else prompt_embeds,
+                                 guidance_scale if use_cfg else None, eta, generators, unet)
     return latents
+
+
+def _ddim_step(adapter: LatentDenoiser, scheduler, latents, t, embeds, guidance_scale, eta, generators, unet):
+    """One DDIM step; with ``guidance_scale``, ``embeds`` is [uncond; cond] and both go in one forward."""
+    use_cfg = guidance_scale is not None
+    model_input = scheduler.scale_model_input(torch.cat([latents, latents]) if use_cfg else latents, t)
+    output = adapter.predict(model_input, t.expand(model_input.shape[0]), embeds, unet=unet)
+    if use_cfg:
+        uncond, cond = output.chunk(2)
+        output = uncond + guidance_scale * (cond - uncond)
+    return scheduler.step(output, t, latents, eta=eta, generator=generators).prev_sample
