@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from seppo_video.data.video import write_video
+
 
 @dataclass
 class SampleSettings:
@@ -59,37 +61,6 @@ def sample_video(pipe: Any, prompt: str, seed: int, settings: SampleSettings, ca
     output = pipe(**kwargs)
     frames = np.asarray(output.frames[0] if kind != "sd" else output.images[:1])
     return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
-
-
-def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
-    """Write ``uint8 [F, H, W, 3]`` as mp4 (H.264 via imageio-ffmpeg) or gif, by suffix."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if path.suffix == ".gif":
-        imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
-    elif path.suffix == ".mp4":
-        _write_mp4(tmp, frames, fps)
-    else:
-        raise ValueError(f"{path}: unsupported video suffix (use .mp4 or .gif)")
-    tmp.replace(path)
-    return path
-
-
-def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
-    import imageio.v2 as imageio
-
-    # yuv420p needs even sizes; browsers play H.264 yuv420p everywhere.
-    height, width = frames.shape[1:3]
-    frames = frames[:, : height - height % 2, : width - width % 2]
-    with imageio.get_writer(
-        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1,
-        pixelformat="yuv420p", output_params=["-movflags", "+faststart"],
-    ) as writer:
-        for frame in frames:
-            writer.append_data(frame)
 
 
 def prompt_slug(prompt: str, max_len: int = 60) -> str:

@@ -142,7 +142,7 @@ def make_demo_data(
     overwrite: bool = True,
 ) -> Path:
     """Write the demo data set to ``out`` atomically (deterministic given the arguments)."""
-    from seppo_video.sample import write_video
+    from seppo_video.data.video import write_video
 
     if num_clips < 1 or num_frames < 2 or size < 8:
         raise ValueError("make_demo_data needs num_clips >= 1, num_frames >= 2 and size >= 8")

@@ -403,3 +403,37 @@ class VideoDataset(SkippingDataset):
 def _first_line(err: Exception) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
+    """Write ``uint8 [F, H, W, 3]`` as mp4 (H.264 via imageio-ffmpeg) or gif, by suffix."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if path.suffix == ".gif":
+        imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+    elif path.suffix == ".mp4":
+        _write_mp4(tmp, frames, fps)
+    else:
+        raise ValueError(f"{path}: unsupported video suffix (use .mp4 or .gif)")
+    tmp.replace(path)
+    return path
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    import imageio.v2 as imageio
+
+    # yuv420p needs even sizes; browsers play H.264 yuv420p everywhere.
+    height, width = frames.shape[1:3]
+    frames = frames[:, : height - height % 2, : width - width % 2]
+    with imageio.get_writer(
+        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1,
+        pixelformat="yuv420p", output_params=["-movflags", "+faststart"],
+    ) as writer:
+        for frame in frames:
+            writer.append_data(frame)
