@@ -1,6 +1,6 @@
-"""Scaling: SePPO update time and memory against frames (8, 16, 24) and resolution, tiny and mid-size model.
+"""Scaling: SePPO update time and memory against frames and resolution, for the tiny, mid-size and real-shape models.
 
-    python bench/bench_scaling.py [--models tiny mid] [--repeats 3]
+    python bench/bench_scaling.py [--models tiny mid real] [--repeats 3] [--real-trainable lora|motion]
 
 (run_all runs one process per model, so one model's freed memory does not blur the other's peaks)
 
@@ -10,6 +10,13 @@ then the sizes' updates alternate round by round for timing. The update is the t
 ``micro_step`` with reference samples ready (``bench_step``'s "ahead" variant): sampling the
 reference costs ``ref_sample_steps`` x 2 (CFG) forwards of the same shape, so it scales alike.
 Times and activations are given relative to the model's smallest size.
+
+Sizes: tiny and mid take 8 / 16 / 24 frames at their base latent, then 8 frames at twice it. ``real``
+(AnimateDiff v1-5-2 at its published shape: SD-1.5's 860 M-parameter UNet and the 453 M-parameter motion
+adapter, random weights; built on first use, ~1 min and 5.8 GB of disk) takes 4 / 8 / 16 frames at an 8x8
+latent (64 px), then 4 frames at 16x16, to fit a CPU. It trains LoRA by default: training the motion
+modules needs their gradients and AdamW state on top of the 5.3 GB of weights (about 11 GB before
+activations); ``--real-trainable motion`` measures that where memory allows.
 """
 
 from __future__ import annotations
@@ -21,21 +28,24 @@ import benchlib
 import torch
 from bench_step import Stepper, fill_pool
 
-# latent sizes per model: the base and twice it (x4 for the pixel side with the tiny VAE)
-LATENTS = {"tiny": (16, 32), "mid": (8, 16)}
-FRAMES = (8, 16, 24)
+# latent sizes per model: the base and twice it (x4 for the pixel side with the tiny VAE, x8 with the others)
+LATENTS = {"tiny": (16, 32), "mid": (8, 16), "real": (8, 16)}
+FRAMES = {"tiny": (8, 16, 24), "mid": (8, 16, 24), "real": (4, 8, 16)}
 
 
 def sizes(model: str, smoke: bool) -> list[tuple[int, int]]:
     """(frames, latent) pairs: the frame counts at the base latent size, then the larger latent."""
     if smoke:
         return [(2, 8), (4, 8)]
-    base, large = LATENTS[model]
-    return [*((frames, base) for frames in FRAMES), (FRAMES[0], large)]
+    (base, large), frames = LATENTS[model], FRAMES[model]
+    return [*((count, base) for count in frames), (frames[0], large)]
 
 
 def measure_model(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
-    run = benchlib.make_run(args, [*benchlib.model_overrides(model), "seppo.ref_strategy=uniform"])
+    overrides = [*benchlib.model_overrides(model), "seppo.ref_strategy=uniform"]
+    if model == "real":
+        overrides.append(f"model.trainable={args.real_trainable}")
+    run = benchlib.make_run(args, overrides)
     fill_pool(run, 2)
     weights = list(run.accelerator.unwrap_model(run.unet).parameters())
     peak = benchlib.PeakMemory(run.accelerator.device)
@@ -50,6 +60,7 @@ def measure_model(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
         lines.append(
             {
                 "model": model,
+                "trainable": run.config.model.trainable,
                 "frames": frames,
                 "latent": latent,
                 "peak_mib": peak.peak_bytes() / benchlib.MiB,
@@ -67,7 +78,9 @@ def measure_model(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = benchlib.parser(__doc__)
-    parser.add_argument("--models", nargs="+", default=["tiny", "mid"], choices=["tiny", "mid"])
+    parser.add_argument("--models", nargs="+", default=["tiny", "mid"], choices=["tiny", "mid", "real"])
+    parser.add_argument("--real-trainable", default="lora", choices=["lora", "motion"],
+                        help="what the real-shape model trains (default lora: see above)")
     parser.add_argument("--batch", type=int, default=2)
     args = benchlib.parse(parser, argv)
     if args.smoke:

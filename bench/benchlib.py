@@ -277,13 +277,24 @@ def mid_model() -> Path:
     return path
 
 
+def real_model() -> Path:
+    """The real-shape random-init AnimateDiff v1-5-2 (SD-1.5 + its published motion adapter), built once.
+
+    Building it takes about a minute and 5.8 GB of disk (``seppo_video.models.real``); only a
+    benchmark run with the ``real`` model asks for it.
+    """
+    from seppo_video.models.real import ensure_real_shape
+
+    return ensure_real_shape("animatediff", "v1-5-2")
+
+
 def model_overrides(model: str, kind: str = "animatediff") -> list[str]:
-    """Config overrides selecting the ``tiny`` model of ``kind`` or the ``mid`` AnimateDiff."""
+    """Config overrides selecting the ``tiny`` model of ``kind``, or the ``mid`` or ``real`` AnimateDiff."""
     if model == "tiny":
         return [f"model.kind={kind}", "model.pretrained=tiny"]
-    if model != "mid" or kind != "animatediff":
-        raise ValueError(f"no {model} {kind} model (mid exists for animatediff only)")
-    root = mid_model()
+    if model not in ("mid", "real") or kind != "animatediff":
+        raise ValueError(f"no {model} {kind} model (mid and real exist for animatediff only)")
+    root = mid_model() if model == "mid" else real_model()
     return [
         "model.kind=animatediff",
         f"model.pretrained={root / 'sd'}",
@@ -323,7 +334,7 @@ def synthetic_batch(run, frames: int, latent_size: int, batch_size: int) -> dict
 
 
 def load_model(args: argparse.Namespace, model: str, kind: str = "animatediff", trainable: str = "motion"):
-    """The adapter of a ``tiny`` or ``mid`` model, on ``args.device`` in ``args.dtype`` (inference use)."""
+    """The adapter of a ``tiny``, ``mid`` or ``real`` model, on ``args.device`` in ``args.dtype`` (inference use)."""
     from seppo_video.config import load_config
     from seppo_video.models.adapters import load_adapter
 

@@ -101,20 +101,53 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# The real-shape variants of each kind (the first is the default); kept here so that checking
+# --variant imports nothing heavy. seppo_video.models.real.VARIANTS is the same table.
+REAL_VARIANTS = {"animatediff": ("v1-5-2", "v3"), "sd": ("sd15", "sd21-v"), "modelscope": ("ms-1.7b",)}
+
+
 def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
+    variants = "; ".join(f"{kind}: {' | '.join(names)}" for kind, names in REAL_VARIANTS.items())
     p = sub.add_parser(
         "make-tiny",
-        help="write a tiny random-init model in a real diffusers layout",
+        help="write a random-init model in a real diffusers layout (tiny, or the real published shapes)",
         description="AnimateDiff: OUT/sd (SD-1.5 pipeline) + OUT/motion_adapter; ModelScope: a "
-        "TextToVideoSDPipeline folder; SD: a StableDiffusionPipeline folder. No download.",
+        "TextToVideoSDPipeline folder; SD: a StableDiffusionPipeline folder. No download. "
+        "--shape tiny (default): tiny widths, trains in seconds on a CPU. --shape real: the published "
+        "architectures (widths, heads, motion modules, VAE, scheduler, prediction type) with random "
+        "weights and a 2-layer text encoder; several GB on disk.",
     )
     p.add_argument("--kind", choices=["animatediff", "modelscope", "sd"], required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", choices=["tiny", "real"], default="tiny")
+    p.add_argument("--variant", default=None,
+                   help=f"with --shape real, which published model (default: the first) -- {variants}")
     p.set_defaults(handler=_run_make_tiny)
 
 
+def _variant_error(args: argparse.Namespace) -> str | None:
+    """Why ``--variant`` does not fit ``--kind`` / ``--shape`` (None: it fits)."""
+    if args.variant is None:
+        return None
+    allowed = REAL_VARIANTS[args.kind]
+    if args.shape != "real":
+        return f"--variant applies to --shape real only (the {args.kind} variants: {', '.join(allowed)})"
+    if args.variant not in allowed:
+        return f"--variant {args.variant!r} is not a variant of --kind {args.kind} (choose from {', '.join(allowed)})"
+    return None
+
+
 def _run_make_tiny(args: argparse.Namespace) -> int:
+    problem = _variant_error(args)
+    if problem:
+        print(f"seppo-video make-tiny: {problem}", file=sys.stderr)
+        return 2
+    if args.shape == "real":
+        from seppo_video.models.real import make_real_shape
+
+        print(f"wrote {make_real_shape(args.kind, args.out, args.variant, seed=args.seed)}")
+        return 0
     from seppo_video.models.tiny import make_tiny
 
     print(f"wrote {make_tiny(args.kind, args.out, seed=args.seed)}")

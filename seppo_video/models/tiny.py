@@ -52,17 +52,28 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def build_tokenizer(directory: Path):
+def build_tokenizer(directory: Path, vocab_size: int | None = None):
     """A CLIP tokenizer whose vocabulary is every byte (with and without ``</w>``).
 
     No merges: each character is one token, which is all a random-init text
     encoder needs, and it tokenises any prompt without a download.
+
+    ``vocab_size`` (the real CLIP's 49408 for the real-shape models): unused
+    placeholder entries pad the vocabulary so that it has that many ids and,
+    as in the real CLIP vocabulary, ``<|startoftext|>`` and ``<|endoftext|>``
+    are its last two (49406 and 49407). Without it (the tiny models), the
+    vocabulary is the 512 byte tokens and the two special ones.
     """
     from transformers import CLIPTokenizer
 
     chars = list(_bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    if vocab_size is not None:
+        if vocab_size < len(vocab) + 2:
+            raise ValueError(f"vocab_size must be at least {len(vocab) + 2}, got {vocab_size}")
+        # never produced: without merges every token is a single character (+ </w>)
+        vocab.update({f"<|unused{i}|>": i for i in range(len(vocab), vocab_size - 2)})
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     directory.mkdir(parents=True, exist_ok=True)

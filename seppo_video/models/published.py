@@ -1,0 +1,255 @@
+"""The published configurations of the real backbones, as plain numbers (no weights).
+
+One function per published component; each returns a fresh dict of the
+constructor arguments of the standard diffusers / transformers class, with
+the value of every key as it stands in the model's published ``config.json``
+(``scheduler_config.json`` for schedulers), and the repository and file it
+comes from in the comment above it. ``seppo_video.models.real`` builds
+random-init models from these; nothing here is downloaded.
+
+Where a file was not read directly, the comment says what the value was
+checked against instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLIP_VOCAB_SIZE = 49408  # every CLIP / OpenCLIP text tower below (vocab_size in their text_encoder/config.json)
+
+_SD_DOWN_2D = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+_SD_UP_2D = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
+
+
+# ---------------------------------------------------------------- Stable Diffusion 1.5
+
+
+def sd15_unet() -> dict[str, Any]:
+    # runwayml/stable-diffusion-v1-5, unet/config.json (sample_size 64 since the hub fix
+    # "Correct sample_size of Stable Diffusion 1's unet").
+    return {
+        "sample_size": 64,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": _SD_DOWN_2D,
+        "up_block_types": _SD_UP_2D,
+        "block_out_channels": (320, 640, 1280, 1280),
+        "layers_per_block": 2,
+        "attention_head_dim": 8,
+        "cross_attention_dim": 768,
+        "norm_num_groups": 32,
+        "norm_eps": 1e-5,
+        "act_fn": "silu",
+        "center_input_sample": False,
+        "downsample_padding": 1,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "mid_block_scale_factor": 1,
+    }
+
+
+def sd_vae(sample_size: int = 512) -> dict[str, Any]:
+    # runwayml/stable-diffusion-v1-5, vae/config.json (sample_size 512); the same autoencoder in
+    # damo-vilab/text-to-video-ms-1.7b, vae/config.json (sample_size 512) and
+    # stabilityai/stable-diffusion-2-1, vae/config.json (sample_size 768).
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "block_out_channels": (128, 256, 512, 512),
+        "layers_per_block": 2,
+        "latent_channels": 4,
+        "norm_num_groups": 32,
+        "act_fn": "silu",
+        "sample_size": sample_size,
+        "scaling_factor": 0.18215,
+    }
+
+
+def clip_vit_l14_text() -> dict[str, Any]:
+    # runwayml/stable-diffusion-v1-5, text_encoder/config.json (openai/clip-vit-large-patch14's text tower).
+    # Its bos/eos/pad ids (0, 2, 1) are a known legacy mismatch with the CLIP tokenizer (49406, 49407);
+    # seppo_video.models.real sets them from the tokenizer it builds.
+    return {
+        "vocab_size": CLIP_VOCAB_SIZE,
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "max_position_embeddings": 77,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+        "projection_dim": 768,
+        "attention_dropout": 0.0,
+        "dropout": 0.0,
+        "initializer_factor": 1.0,
+        "initializer_range": 0.02,
+    }
+
+
+def sd15_scheduler() -> dict[str, Any]:
+    # runwayml/stable-diffusion-v1-5, scheduler/scheduler_config.json (prediction_type is not written
+    # there: the class default, epsilon, is what SD-1.5 was trained with).
+    return {
+        "_class_name": "PNDMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "trained_betas": None,
+        "skip_prk_steps": True,
+        "set_alpha_to_one": False,
+        "steps_offset": 1,
+        "prediction_type": "epsilon",
+    }
+
+
+# ---------------------------------------------------------------- AnimateDiff motion adapters (SD-1.5)
+
+
+def motion_adapter_v1_5_2() -> dict[str, Any]:
+    # guoyww/animatediff-motion-adapter-v1-5-2, config.json (diffusers' conversion of mm_sd_v15_v2.ckpt).
+    # The mid-block motion module and the 32-frame positional encoding are those of AnimateDiff v2:
+    # guoyww/AnimateDiff, configs/inference/inference-v2.yaml (motion_module_mid_block: true,
+    # temporal_position_encoding_max_len: 32, num_attention_heads: 8, num_transformer_block: 1).
+    # Cross-check: the repository's fp32 diffusion_pytorch_model.safetensors is 1.82 GB (~453 M params),
+    # 0.15 GB more than v1-5's and v3's 1.67 GB (no mid block): one 1280-channel motion module.
+    return {
+        "block_out_channels": (320, 640, 1280, 1280),
+        "motion_layers_per_block": 2,
+        "motion_mid_block_layers_per_block": 1,
+        "motion_num_attention_heads": 8,
+        "motion_norm_num_groups": 32,
+        "motion_max_seq_length": 32,
+        "use_motion_mid_block": True,
+        "conv_in_channels": None,
+    }
+
+
+def motion_adapter_v3() -> dict[str, Any]:
+    # guoyww/animatediff-motion-adapter-v1-5-3, config.json ("_diffusers_version": "0.25.0.dev0"):
+    # no mid-block motion module, 32 frames. Agrees with guoyww/AnimateDiff,
+    # configs/inference/inference-v3.yaml (motion_module_mid_block: false).
+    return {
+        "block_out_channels": (320, 640, 1280, 1280),
+        "motion_layers_per_block": 2,
+        "motion_mid_block_layers_per_block": 1,
+        "motion_num_attention_heads": 8,
+        "motion_norm_num_groups": 32,
+        "motion_max_seq_length": 32,
+        "use_motion_mid_block": False,
+    }
+
+
+# ---------------------------------------------------------------- ModelScope text-to-video-ms-1.7b
+
+
+def ms17b_unet() -> dict[str, Any]:
+    # damo-vilab/text-to-video-ms-1.7b (now ali-vilab/), unet/config.json. attention_head_dim 64 is
+    # passed on by diffusers as the number of heads (a naming quirk of UNet3DConditionModel kept for
+    # compatibility); the parameter count does not depend on it.
+    return {
+        "sample_size": 32,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+        "block_out_channels": (320, 640, 1280, 1280),
+        "layers_per_block": 2,
+        "attention_head_dim": 64,
+        "cross_attention_dim": 1024,
+        "norm_num_groups": 32,
+        "norm_eps": 1e-5,
+        "act_fn": "silu",
+    }
+
+
+def openclip_h_text() -> dict[str, Any]:
+    # damo-vilab/text-to-video-ms-1.7b, text_encoder/config.json; identical in
+    # stabilityai/stable-diffusion-2-1, text_encoder/config.json (OpenCLIP ViT-H/14's text tower,
+    # 23 of its 24 layers: SD-2 conditions on the penultimate layer).
+    return {
+        "vocab_size": CLIP_VOCAB_SIZE,
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 23,
+        "num_attention_heads": 16,
+        "max_position_embeddings": 77,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-5,
+        "projection_dim": 512,
+        "attention_dropout": 0.0,
+        "dropout": 0.0,
+        "initializer_factor": 1.0,
+        "initializer_range": 0.02,
+    }
+
+
+def ms17b_scheduler() -> dict[str, Any]:
+    # damo-vilab/text-to-video-ms-1.7b, scheduler/scheduler_config.json: DDIM on SD's scaled-linear schedule.
+    return {
+        "_class_name": "DDIMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "trained_betas": None,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": False,
+        "steps_offset": 1,
+        "prediction_type": "epsilon",
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+    }
+
+
+# ---------------------------------------------------------------- Stable Diffusion 2.1 (768-v)
+
+
+def sd21_unet() -> dict[str, Any]:
+    # stabilityai/stable-diffusion-2-1, unet/config.json (the 768x768 v-prediction model).
+    return {
+        "sample_size": 96,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": _SD_DOWN_2D,
+        "up_block_types": _SD_UP_2D,
+        "block_out_channels": (320, 640, 1280, 1280),
+        "layers_per_block": 2,
+        "attention_head_dim": (5, 10, 20, 20),
+        "cross_attention_dim": 1024,
+        "use_linear_projection": True,
+        "upcast_attention": True,
+        "norm_num_groups": 32,
+        "norm_eps": 1e-5,
+        "act_fn": "silu",
+        "center_input_sample": False,
+        "downsample_padding": 1,
+        "dual_cross_attention": False,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "mid_block_scale_factor": 1,
+        "only_cross_attention": False,
+    }
+
+
+def sd21_scheduler() -> dict[str, Any]:
+    # stabilityai/stable-diffusion-2-1, scheduler/scheduler_config.json: DDIM, v-prediction
+    # (stabilityai/stable-diffusion-2 switched "velocity" to "v_prediction" in the hub commit
+    # "Update config for v-prediction"; 2-1 ships it so).
+    return {
+        "_class_name": "DDIMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "trained_betas": None,
+        "clip_sample": False,
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+        "prediction_type": "v_prediction",
+    }
