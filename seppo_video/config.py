@@ -247,6 +247,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return build_dataclass(tp, value if value is not None else {}, prefix=f"{key}.")
     if origin is Literal:
         allowed = typing.get_args(tp)
+        if value is False and "no" in allowed:  # YAML reads an unquoted `no` as false
+            value = "no"
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not allowed (allowed: {', '.join(map(repr, allowed))})")
         return value

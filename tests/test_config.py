@@ -81,3 +81,10 @@ def test_method_overrides_for_ablations():
     assert spec.ref_strategy == "fixed:2"
     with pytest.raises(ConfigError, match="sft"):
         resolve_method(load_config(None, ["seppo.method=sft", "seppo.aaf=sign"]).seppo)
+
+
+def test_unquoted_no_means_the_string_no():
+    """YAML 1.1 reads `no` as false: `train.mixed_precision=no` (or unquoted in a file) still means 'no'."""
+    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="train.mixed_precision: True is not allowed"):
+        load_config(None, ["train.mixed_precision=yes"])

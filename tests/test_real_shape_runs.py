@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,14 +76,21 @@ def _pipeline_unet_output(kind: str, pipe, latents, timestep, embeds):
     return pipe.unet(latents, timestep, encoder_hidden_states=embeds).sample
 
 
+@pytest.fixture
+def run_dir(tmp_path):
+    """The run folder, removed afterwards: checkpoints and exports of real shapes are gigabytes."""
+    yield tmp_path / "run"
+    shutil.rmtree(tmp_path / "run", ignore_errors=True)
+
+
 @pytest.mark.parametrize("name", list(RUNS))
-def test_shipped_config_runs_on_the_real_shapes(name, tmp_path):
+def test_shipped_config_runs_on_the_real_shapes(name, run_dir):
     from seppo_video.models.real import ensure_real_shape
 
     config_file, kind, variant, frames, prediction_type = RUNS[name]
     model = ensure_real_shape(kind, variant)
     shipped = REPO / "configs" / config_file
-    out = tmp_path / "run"
+    out = run_dir
     train(load_config(shipped, _overrides(kind, model, frames, out, steps=1)))
     gc.collect()
     run = train(load_config(shipped, _overrides(kind, model, frames, out, steps=2)), resume="latest")

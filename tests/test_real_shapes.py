@@ -206,6 +206,7 @@ def real(request):
 
 
 @pytest.mark.slow
+@pytest.mark.real_shape
 def test_saved_configs_are_the_published_numbers(real):
     kind, variant, root = real
     for name, facts in EXPECTED[(kind, variant)].items():
@@ -247,6 +248,7 @@ def _check_pipeline(folder: Path, variant: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.real_shape
 def test_loads_with_the_standard_classes(real):
     kind, variant, root = real
     if kind != "animatediff":
@@ -267,6 +269,7 @@ def test_loads_with_the_standard_classes(real):
 
 
 @pytest.mark.slow
+@pytest.mark.real_shape
 def test_real_animatediff_steps_through_the_trainer_adapter():
     """The v1-5-2 real shape behind seppo_video's own adapter: prompt, 8x8 latents, gradient on motion only."""
     from seppo_video.config import ModelConfig
