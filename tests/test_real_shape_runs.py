@@ -3,8 +3,9 @@
 The real configs (`configs/animatediff_chronomagic.yaml`, `modelscope_chronomagic.yaml`,
 `sd15_pickapic.yaml`) with only their paths pointed at the real-shape models
 (`seppo-video make-tiny --shape real`) and the demo clips, at a small resolution and frame
-count: setup, one step and a checkpoint, a resume for the second step, the export, and the
-export loaded with the diffusers pipeline itself, whose UNet gives the trained policy's output.
+count, each run a `seppo-video train` process: setup, one step and a checkpoint, a resume for
+the second step, the export, and the export loaded with the diffusers pipeline itself, whose
+UNet gives the output of the policy rebuilt from the last checkpoint.
 Everything else (trainable part, LoRA rank, pool dtype, gradient checkpointing, reference
 sampler and guidance, learning rate) is the shipped config's.
 """
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from seppo_video.config import load_config
-from seppo_video.train import train
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_shape]
 
@@ -83,34 +86,51 @@ def run_dir(tmp_path):
     shutil.rmtree(tmp_path / "run", ignore_errors=True)
 
 
+def _train_in_a_process(shipped: Path, overrides: list[str], resume: bool) -> None:
+    """``seppo-video train`` as a user runs it; a process per run also returns its memory."""
+    command = [sys.executable, "-m", "seppo_video", "train", "--config", str(shipped), *overrides]
+    result = subprocess.run([*command, *(["--resume", "latest"] if resume else [])], capture_output=True, text=True,
+                            timeout=1800, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 @pytest.mark.parametrize("name", list(RUNS))
 def test_shipped_config_runs_on_the_real_shapes(name, run_dir):
+    from seppo_video.checkpoint import find_checkpoint, read_trainable
+    from seppo_video.models.adapters import load_adapter
     from seppo_video.models.real import ensure_real_shape
 
     config_file, kind, variant, frames, prediction_type = RUNS[name]
     model = ensure_real_shape(kind, variant)
     shipped = REPO / "configs" / config_file
-    out = run_dir
-    train(load_config(shipped, _overrides(kind, model, frames, out, steps=1)))
-    gc.collect()
-    run = train(load_config(shipped, _overrides(kind, model, frames, out, steps=2)), resume="latest")
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    _train_in_a_process(shipped, _overrides(kind, model, frames, run_dir, steps=1), resume=False)
+    _train_in_a_process(shipped, _overrides(kind, model, frames, run_dir, steps=2), resume=True)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["prediction_type"] == prediction_type
     expected_schedule = "linear" if kind == "animatediff" else "scaled_linear"
     assert summary["noise_schedule"]["beta_schedule"] == expected_schedule
 
-    pipe = _load_export_with_diffusers(kind, model, out / "export")
-    assert pipe.scheduler.config.prediction_type == prediction_type
-    assert pipe.scheduler.config.beta_schedule == expected_schedule
+    # The policy of the last checkpoint, rebuilt from the base model and its trainable tensors ...
+    config = load_config(shipped, _overrides(kind, model, frames, run_dir, steps=2))
+    policy = load_adapter(config.model)
+    _, unexpected = policy.unet.load_state_dict(read_trainable(find_checkpoint(run_dir, "latest")), strict=False)
+    assert not unexpected
+    policy.unet.eval()
     torch.manual_seed(0)
     latents = torch.randn(1, 4, frames, 8, 8)
     timestep = torch.tensor([500])
-    run.adapter.unet.eval()
     with torch.no_grad():
-        embeds = run.adapter.encode_prompt(["Time-lapse of a flower blooming"])
-        trained = run.adapter.predict(latents, timestep, embeds)
+        embeds = policy.encode_prompt(["Time-lapse of a flower blooming"])
+        trained = policy.predict(latents, timestep, embeds)
+    del policy
+    gc.collect()
+    # ... equals the export loaded with the diffusers pipeline classes and the export's scheduler.
+    pipe = _load_export_with_diffusers(kind, model, run_dir / "export")
+    assert pipe.scheduler.config.prediction_type == prediction_type
+    assert pipe.scheduler.config.beta_schedule == expected_schedule
+    with torch.no_grad():
         exported = _pipeline_unet_output(kind, pipe, latents, timestep, embeds)
     torch.testing.assert_close(exported, trained, rtol=1e-3, atol=1e-4)
