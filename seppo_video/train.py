@@ -77,7 +77,7 @@ class Run:
 
 def setup(config: Config) -> Run:
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
 
@@ -96,6 +96,9 @@ def setup(config: Config) -> Run:
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     refuse_sharded_parameters(accelerator.state)
+    # The global RNG drives dropout masks and new-layer (LoRA) init: seeded here, a run is a function
+    # of its config, not of what ran before it in the process; checkpoints carry the RNG state on.
+    set_seed(config.seed, device_specific=True)
     with accelerator.main_process_first():  # rank 0 builds the tiny model / demo data, the others wait
         # The model's config files, then the data: a wrong model folder, frames or a resolution the model
         # cannot take, bad annotations or bad videos all fail before the model is loaded.

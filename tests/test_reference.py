@@ -108,7 +108,7 @@ def test_reference_is_deterministic_while_the_policy_trains_with_dropout(dropout
         pol_eval = policy.predict(latents, timesteps, embeds)
     assert torch.equal(ref_a, ref_b)
     assert not torch.allclose(pol_a, pol_b)
-    torch.testing.assert_close(ref_a, pol_eval, rtol=1e-5, atol=1e-6)  # the reference is the eval-mode model
+    torch.testing.assert_close(ref_a, pol_eval, rtol=1e-4, atol=1e-5)  # the reference is the eval-mode model
     policy.unet.train()
     with torch.no_grad():
         policy.predict(latents, timesteps, embeds, unet=reference)
