@@ -599,7 +599,7 @@ def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: flo
             "wall_time_s": wall_time, "export": str(export_dir),
         })
         if stopped_on_collapse:
-            accelerator.print(f"stopped on the collapse alarm at step {state.step} (train.stop_on_collapse); "
+            accelerator.print(f"stopped at step {state.step} by the collapse alarm (train.stop_on_collapse); "
                               "change the settings and continue with --resume latest")
         accelerator.print(f"done: {state.step} steps; export in {export_dir}; metrics in {out / 'metrics.jsonl'}")
     accelerator.end_training()

@@ -81,3 +81,15 @@ def test_method_overrides_for_ablations():
     assert spec.ref_strategy == "fixed:2"
     with pytest.raises(ConfigError, match="sft"):
         resolve_method(load_config(None, ["seppo.method=sft", "seppo.aaf=sign"]).seppo)
+
+
+@pytest.mark.parametrize("value", ["-0.5", ".nan", ".inf"])
+def test_sft_weight_must_be_finite_and_non_negative(value):
+    with pytest.raises(ConfigError, match=r"seppo.sft_weight: must be finite and >= 0"):
+        load_config(None, [f"seppo.sft_weight={value}"])
+    assert load_config(None, ["seppo.sft_weight=0.5"]).seppo.sft_weight == 0.5
+
+
+def test_sft_weight_is_refused_for_the_sft_method():
+    with pytest.raises(ConfigError, match=r"seppo.sft_weight: method 'sft'"):
+        load_config(None, ["seppo.method=sft", "seppo.sft_weight=1.0"])
