@@ -108,7 +108,7 @@ def setup(config: Config) -> Run:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
     adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype
     trainable = [p for _, p in adapter.named_trainable_parameters()]
-    optimizer = _optimizer(config, trainable)
+    optimizer = make_optimizer(config, trainable)
     lr_scheduler = get_scheduler(
         config.train.lr_scheduler,
         optimizer=optimizer,
@@ -177,7 +177,8 @@ def _tracker(name: str) -> list[str] | None:
     return None if name == "none" else [name]  # config.validate checked that the tracker is installed
 
 
-def _optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The configured optimizer over ``params`` (AdamW, or bitsandbytes' 8-bit AdamW)."""
     kwargs = dict(
         lr=config.train.learning_rate,
         betas=(config.train.adam_beta1, config.train.adam_beta2),
@@ -341,14 +342,15 @@ def optimizer_update(run: Run) -> bool:
 
 def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tensor, dict[str, float], int]:
     """The method's loss on one micro-batch, its statistics, and the reference index (-1: none)."""
-    adapter, config = run.adapter, run.config
-    generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
-    x_w, embeds = winner_latents(run, batch)
+    config = run.config
     if not run.method.uses_reference:
+        generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
+        x_w, embeds = winner_latents(run, batch)
         noised = noise_winners(run.noise_scheduler, x_w, generator)
-        error = per_sample_error(adapter.predict(noised.noisy, noised.timesteps, embeds, unet=run.unet), noised.target)
+        prediction = run.adapter.predict(noised.noisy, noised.timesteps, embeds, unet=run.unet)
+        error = per_sample_error(prediction, noised.target)
         return sft_loss(error), {"err_w": error.mean().item()}, -1
-    errors = pair_errors(run, batch, state, x_w, embeds, generator)
+    errors = pair_errors(run, batch, state)
     loss, stats = preference_loss(
         errors.policy_w, errors.policy_ref, errors.ref_w, errors.ref_ref,
         beta=config.seppo.beta, num_train_timesteps=config.seppo.num_train_timesteps, aaf=run.method.aaf,
@@ -369,9 +371,11 @@ class PairErrors:
     ref_index: int
 
 
-def pair_errors(run: Run, batch: dict, state: TrainerState, x_w: torch.Tensor, embeds: torch.Tensor,
-                generator: torch.Generator) -> PairErrors:
-    """Pick the reference, get the second samples, draw one (t, eps) per pair, and measure both models."""
+def pair_errors(run: Run, batch: dict, state: TrainerState) -> PairErrors:
+    """Pick the reference, get the second samples, draw one (t, eps) per pair (keyed by the state's
+    batch counter), and measure both models."""
+    generator = _batch_generator(run.config.seed, state.batches_seen, run.accelerator.process_index)
+    x_w, embeds = winner_latents(run, batch)
     ref_index = run.pool.select(run.method.ref_strategy, state.step)
     reference = reference_module(run, ref_index)
     x_other = second_samples(run, batch, embeds, reference, state, x_w)
