@@ -65,7 +65,7 @@ class BetaCalibration:
             f"  |d_w - s*d_ref|: median {self.median:.3g}, 10-90% range [{low:.3g}, {high:.3g}], "
             f"std {statistics.pstdev(self.changes):.3g}",
             f"  reference error on the winners: {self.ref_err_w:.3g} (median change = "
-            f"{self.median / self.ref_err_w:.3%} of it)",
+            f"{100 * self.median / self.ref_err_w:.3g}% of it)",
             f"  configured seppo.beta {self.beta:g} (beta*T {self.beta * self.num_train_timesteps:g}): median "
             f"|inside| {self.inside_after_one_step(self.beta):.3g} after one step "
             f"(saturated beyond {SATURATION_INSIDE:.3g}, where the gradient is below {SATURATION_GRADIENT:g})",
