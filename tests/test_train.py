@@ -336,3 +336,15 @@ def test_sft_weight_adds_to_every_preference_method(method, tmp_path):
     plain, _, _ = recipe.compute_loss(run, batch, TrainerState())  # the same draws: keyed by the state
     assert stats["err_w"] > 0
     assert (regularised - plain).item() == pytest.approx(0.25 * stats["err_w"], rel=1e-5)
+
+
+def test_health_figures_reach_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(_config(tmp_path, "train.max_steps=2", "train.log_with=tensorboard"))
+    events = EventAccumulator(str(next((tmp_path / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"d_w_rel", "d_ref_rel", "inside_abs", "inside_std", "saturated", "err_w"} <= tags
+    logged = [event.value for event in events.Scalars("err_w")]
+    assert logged == pytest.approx([record["err_w"] for record in _metrics(tmp_path)], rel=1e-6)
