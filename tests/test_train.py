@@ -348,3 +348,16 @@ def test_health_figures_reach_tensorboard(tmp_path):
     assert {"d_w_rel", "d_ref_rel", "inside_abs", "inside_std", "saturated", "err_w"} <= tags
     logged = [event.value for event in events.Scalars("err_w")]
     assert logged == pytest.approx([record["err_w"] for record in _metrics(tmp_path)], rel=1e-6)
+
+
+def test_a_resumed_run_watches_the_same_window(tmp_path):
+    """The alarm's window is checkpointed: interrupted before the alarm, the resumed run fires it at the
+    step the uninterrupted one does."""
+    settings = [*COLLAPSE, "train.checkpoint_every=4"]
+    train(_config(tmp_path / "straight", *settings, "train.max_steps=8"))
+    train(_config(tmp_path / "split", *settings, "train.max_steps=4"))
+    assert _summary(tmp_path / "split")["collapse_alarm"] is None
+    train(_config(tmp_path / "split", *settings, "train.max_steps=8"), resume="latest")
+    straight = _summary(tmp_path / "straight")["collapse_alarm"]
+    assert straight is not None and straight["step"] > 4  # the window spans the interruption
+    assert _summary(tmp_path / "split")["collapse_alarm"] == pytest.approx(straight)
