@@ -59,20 +59,21 @@ class BetaCalibration:
         deciles = statistics.quantiles(self.changes, n=10, method="inclusive") if len(self.changes) > 1 else [self.median]
         low, high = deciles[0], deciles[-1]
         saturating = SATURATION_INSIDE / (self.num_train_timesteps * self.median)
-        return "\n".join([
-            f"measured on {len(self.changes)} held-out pairs, each after one optimizer step from theta_0 at "
-            f"lr {self.learning_rate:g} (the same pairs at theta_0: max |d_w - s*d_ref| = {self.at_theta_0:.3g}):",
-            f"  |d_w - s*d_ref|: median {self.median:.3g}, 10-90% range [{low:.3g}, {high:.3g}], "
-            f"std {statistics.pstdev(self.changes):.3g}",
-            f"  reference error on the winners: {self.ref_err_w:.3g} (median change = "
-            f"{100 * self.median / self.ref_err_w:.3g}% of it)",
-            f"  configured seppo.beta {self.beta:g} (beta*T {self.beta * self.num_train_timesteps:g}): median "
-            f"|inside| {self.inside_after_one_step(self.beta):.3g} after one step "
-            f"(saturated beyond {SATURATION_INSIDE:.3g}, where the gradient is below {SATURATION_GRADIENT:g})",
+        lines = [
+            (f"measured on {len(self.changes)} held-out pairs, each after one optimizer step from theta_0 at "
+             f"lr {self.learning_rate:g} (the same pairs at theta_0: max |d_w - s*d_ref| = {self.at_theta_0:.3g}):"),
+            (f"  |d_w - s*d_ref|: median {self.median:.3g}, 10-90% range [{low:.3g}, {high:.3g}], "
+             f"std {statistics.pstdev(self.changes):.3g}"),
+            (f"  reference error on the winners: {self.ref_err_w:.3g} (median change = "
+             f"{100 * self.median / self.ref_err_w:.3g}% of it)"),
+            (f"  configured seppo.beta {self.beta:g} (beta*T {self.beta * self.num_train_timesteps:g}): median "
+             f"|inside| {self.inside_after_one_step(self.beta):.3g} after one step "
+             f"(saturated beyond {SATURATION_INSIDE:.3g}, where the gradient is below {SATURATION_GRADIENT:g})"),
             f"  a beta above {saturating:.3g} saturates the median pair in one step",
-            f"recommended seppo.beta = {self.recommended_beta:.3g} (beta*T = "
-            f"{self.recommended_beta * self.num_train_timesteps:.3g}): median |inside| {self.target:g} after one step",
-        ])
+            (f"recommended seppo.beta = {self.recommended_beta:.3g} (beta*T = "
+             f"{self.recommended_beta * self.num_train_timesteps:.3g}): median |inside| {self.target:g} after one step"),
+        ]
+        return "\n".join(lines)
 
 
 def calibrate_beta(config: Config, batches: int = 4, target: float = DEFAULT_TARGET) -> BetaCalibration:
