@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -54,6 +54,10 @@ class TrainerState:
     batches_seen: int = 0  # micro-batches consumed in total (keys the per-batch RNG)
     nonfinite_total: int = 0
     nonfinite_in_row: int = 0
+    # The collapse alarm's inputs for the last few steps (seppo.health), so a resumed run watches
+    # the same window; and the alarm once it fired (it fires once per run, resumes included).
+    health_window: list[dict[str, float]] = field(default_factory=list)
+    collapse_alarm: dict[str, float] | None = None
 
 
 def all_ranks_agree(accelerator, flag: bool) -> bool:

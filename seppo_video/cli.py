@@ -16,6 +16,7 @@ examples:
   seppo-video train                                   # tiny SePPO demo on CPU
   seppo-video train --config configs/tiny.yaml train.max_steps=20 seppo.method=sft
   seppo-video train --config configs/tiny.yaml --resume latest
+  seppo-video calibrate-beta --config configs/tiny.yaml    # a measured scale for seppo.beta
   seppo-video sample --model runs/tiny/export --prompt "ice melting, time-lapse" --out samples/
   seppo-video eval generate --model runs/tiny/export --prompts data/chronomagic_bench_sample.csv --out bench/
   seppo-video view --runs runs/tiny
@@ -41,6 +42,34 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     train(config, resume=args.resume)
+    return 0
+
+
+def _add_calibrate_beta(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate-beta",
+        help="measure the scale of d_w - s*d_ref and recommend seppo.beta",
+        description="From theta_0, one optimizer step at the configured learning rate per batch, then "
+        "|d_w - s*d_ref| on the next batch's pairs; prints that measurement and the seppo.beta that puts the "
+        "median pair at |inside| = --target after one step (docs/training_health.md).",
+    )
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the built-in tiny demo)")
+    p.add_argument("--batches", type=int, default=4, help="steps measured, each followed by a held-out batch")
+    p.add_argument("--target", type=float, default=1.0,
+                   help="median |inside| wanted after one step (default 1: 27%% of the gradient left)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. seppo.method=dpo")
+    p.set_defaults(handler=_run_calibrate_beta)
+
+
+def _run_calibrate_beta(args: argparse.Namespace) -> int:
+    from seppo_video.calibrate import calibrate_beta
+    from seppo_video.config import load_config
+
+    if args.batches < 1 or not args.target > 0:
+        print("seppo-video calibrate-beta: --batches must be >= 1 and --target positive", file=sys.stderr)
+        return 2
+    config = load_config(args.config, args.overrides)
+    print(calibrate_beta(config, batches=args.batches, target=args.target).report())
     return 0
 
 
@@ -225,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_export, _add_delegated, _add_make_tiny,
+    for add in (_add_train, _add_calibrate_beta, _add_sample, _add_export, _add_delegated, _add_make_tiny,
                 _add_make_demo_data, _add_cache_latents):
         add(sub)
     return parser

@@ -114,6 +114,9 @@ class SeppoConfig:
     aaf: AAFMode | None = None
     beta: float = 2.5  # beta * T = 2500, Diffusion-DPO's SD-1.5 setting
     num_train_timesteps: int = 1000
+    # lambda: adds lambda * e_theta(x_w) (the winners' denoising loss) to the preference loss of
+    # seppo / dpo / spin / ditto, a brake on loser-dominant collapse (docs/training_health.md).
+    sft_weight: float = 0.0
     ref_every: int = 10  # paper: 30 updates between snapshots
     pool_size: int = 8
     pool_device: Literal["cpu", "disk"] = "cpu"
@@ -157,6 +160,8 @@ class TrainConfig:
     policy_dropout: bool = True
     log_every: int = 1
     log_with: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    # End the run (checkpoint, export, summary) when the collapse alarm fires (docs/training_health.md).
+    stop_on_collapse: bool = False
 
 
 @dataclass
@@ -314,6 +319,7 @@ def validate(config: Config) -> None:
         ("data.batch_size", data.batch_size, data.batch_size > 0, "positive"),
         ("data.num_workers", data.num_workers, data.num_workers >= 0, "non-negative"),
         ("seppo.beta", seppo.beta, _positive(seppo.beta), "positive"),
+        ("seppo.sft_weight", seppo.sft_weight, _finite(seppo.sft_weight, 0), "finite and >= 0"),
         ("seppo.num_train_timesteps", seppo.num_train_timesteps, seppo.num_train_timesteps > 0, "positive"),
         ("seppo.ref_every", seppo.ref_every, seppo.ref_every > 0, "positive"),
         ("seppo.pool_size", seppo.pool_size, seppo.pool_size >= 2, "at least 2 (theta_0 and one snapshot)"),
@@ -352,6 +358,9 @@ def validate(config: Config) -> None:
             parse_strategy(config.seppo.ref_strategy)
         except ValueError as err:
             raise ConfigError(f"seppo.ref_strategy: {err}") from None
+    if config.seppo.method == "sft" and config.seppo.sft_weight != 0:
+        raise ConfigError("seppo.sft_weight: method 'sft' is the winners' denoising loss already; leave it 0 "
+                          "(it regularises the preference methods seppo, dpo, spin, ditto)")
     if config.model.kind == "sd" and config.model.trainable == "motion":
         raise ConfigError("model.trainable: 'motion' needs a temporal backbone; for model.kind='sd' use 'lora' or 'full'")
     if config.model.kind == "sd" and config.data.num_frames != 1:

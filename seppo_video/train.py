@@ -37,6 +37,7 @@ from seppo_video.checkpoint import (
 from seppo_video.config import Config, ConfigError, load_config
 from seppo_video.export import export_weights
 from seppo_video.models.adapters import VideoDiffusionAdapter, check_model_fits, load_adapter
+from seppo_video.seppo.health import COLLAPSE_WINDOW, WATCHED, CollapseAlarm, collapse_alarm
 from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
 from seppo_video.seppo.methods import MethodSpec, resolve_method
 from seppo_video.seppo.noise import NoisedBatch, noise_pairs, noise_winners
@@ -110,7 +111,7 @@ def setup(config: Config) -> Run:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
     adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype
     trainable = [p for _, p in adapter.named_trainable_parameters()]
-    optimizer = _optimizer(config, trainable)
+    optimizer = make_optimizer(config, trainable)
     lr_scheduler = get_scheduler(
         config.train.lr_scheduler,
         optimizer=optimizer,
@@ -179,7 +180,8 @@ def _tracker(name: str) -> list[str] | None:
     return None if name == "none" else [name]  # config.validate checked that the tracker is installed
 
 
-def _optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The configured optimizer over ``params`` (AdamW, or bitsandbytes' 8-bit AdamW)."""
     kwargs = dict(
         lr=config.train.learning_rate,
         betas=(config.train.adam_beta1, config.train.adam_beta2),
@@ -228,6 +230,7 @@ def train(config: Config, resume: str | None = None) -> Run:
                     disable=not accelerator.is_local_main_process, dynamic_ncols=True)
     started = time.perf_counter()
     step_start, cycle_nonfinite, cycle = time.perf_counter(), False, CycleMean()
+    stop = False  # set when the collapse alarm ends the run (train.stop_on_collapse)
     for batch in iterate_batches(run, state):
         if state.step >= config.train.max_steps:  # also when resuming a finished run
             break
@@ -258,15 +261,46 @@ def train(config: Config, resume: str | None = None) -> Run:
             metrics.write(record)
             accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.step)
         _stop_if_diverged(state, config.train.max_nonfinite_in_row)
+        alarm = watch_health(run, state, stats)
+        if alarm is not None and accelerator.is_main_process:
+            tqdm.write(alarm.message(config.seppo.beta, config.seppo.num_train_timesteps, config.seppo.sft_weight,
+                                     config.train.learning_rate))
+        stop = alarm is not None and config.train.stop_on_collapse
         progress.update(1)
-        flip = {"flip": f"{stats['flip_rate']:.2f}"} if "flip_rate" in stats else {}  # SFT has no flipper
-        progress.set_postfix(loss=f"{record['loss']:.4f}", **flip)
-        if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps:
+        progress.set_postfix(loss=f"{record['loss']:.4f}", **_health_postfix(stats))
+        if state.step % config.train.checkpoint_every == 0 or state.step == config.train.max_steps or stop:
             save_checkpoint(accelerator, out, state, run.pool, config.train.checkpoints_keep, run.ema)
+        if stop:
+            break
         step_start, cycle_nonfinite = time.perf_counter(), False
     progress.close()
-    finish(run, state, ref_history, time.perf_counter() - started)
+    finish(run, state, ref_history, time.perf_counter() - started, stopped_on_collapse=stop)
     return run
+
+
+def watch_health(run: Run, state: TrainerState, stats: dict[str, float]) -> CollapseAlarm | None:
+    """Feed one step's statistics to the collapse alarm; the alarm the step it first fires, else None.
+
+    The watched figures are averaged over the ranks first, so that every rank takes the same
+    decision (a rank stopping alone would hang the others).
+    """
+    if state.collapse_alarm is not None or "saturated" not in stats:  # fired already, or SFT (no pairs)
+        return None
+    values = torch.tensor([stats[key] for key in WATCHED], device=run.accelerator.device)
+    values = run.accelerator.reduce(values, reduction="mean")
+    state.health_window = [*state.health_window, dict(zip(WATCHED, values.tolist()))][-COLLAPSE_WINDOW:]
+    alarm = collapse_alarm(state.step, state.health_window)
+    if alarm is not None:
+        state.collapse_alarm = alarm.as_dict()
+    return alarm
+
+
+def _health_postfix(stats: dict[str, float]) -> dict[str, str]:
+    """The progress bar's view of a preference step: flip rate, the two terms apart, saturation."""
+    if "saturated" not in stats:  # SFT: no flipper, no pairs
+        return {}
+    return {"flip": f"{stats['flip_rate']:.2f}", "d_w": f"{stats['d_w_rel']:+.2%}",
+            "d_ref": f"{stats['d_ref_rel']:+.2%}", "sat": f"{stats['saturated']:.2f}"}
 
 
 def micro_step(
@@ -311,26 +345,51 @@ def optimizer_update(run: Run) -> bool:
 
 def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tensor, dict[str, float], int]:
     """The method's loss on one micro-batch, its statistics, and the reference index (-1: none)."""
-    adapter, config = run.adapter, run.config
-    generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
-    x_w, embeds = winner_latents(run, batch)
+    config = run.config
     if not run.method.uses_reference:
+        generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
+        x_w, embeds = winner_latents(run, batch)
         noised = noise_winners(run.noise_scheduler, x_w, generator)
-        error = per_sample_error(adapter.predict(noised.noisy, noised.timesteps, embeds, unet=run.unet), noised.target)
-        return sft_loss(error), {}, -1
+        prediction = run.adapter.predict(noised.noisy, noised.timesteps, embeds, unet=run.unet)
+        error = per_sample_error(prediction, noised.target)
+        return sft_loss(error), {"err_w": error.mean().item()}, -1
+    errors = pair_errors(run, batch, state)
+    loss, stats = preference_loss(
+        errors.policy_w, errors.policy_ref, errors.ref_w, errors.ref_ref,
+        beta=config.seppo.beta, num_train_timesteps=config.seppo.num_train_timesteps, aaf=run.method.aaf,
+        sft_weight=config.seppo.sft_weight,
+    )
+    return loss, stats.as_dict(), errors.ref_index
+
+
+@dataclass
+class PairErrors:
+    """Per-pair errors of one micro-batch: the policy's (with gradient) and the reference's, on the
+    winner and on the second sample."""
+
+    policy_w: torch.Tensor
+    policy_ref: torch.Tensor
+    ref_w: torch.Tensor
+    ref_ref: torch.Tensor
+    ref_index: int
+
+
+def pair_errors(run: Run, batch: dict, state: TrainerState) -> PairErrors:
+    """Pick the reference, get the second samples, draw one (t, eps) per pair (keyed by the state's
+    batch counter), and measure both models."""
+    generator = _batch_generator(run.config.seed, state.batches_seen, run.accelerator.process_index)
+    x_w, embeds = winner_latents(run, batch)
     ref_index = run.pool.select(run.method.ref_strategy, state.step)
     reference = reference_module(run, ref_index)
     x_other = second_samples(run, batch, embeds, reference, state, x_w)
     pairs = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
     embeds2 = torch.cat([embeds, embeds])
-    policy_err = per_sample_error(adapter.predict(pairs.noisy, pairs.timesteps, embeds2, unet=run.unet), pairs.target)
-    ref_err = reference_errors(adapter, reference, pairs, embeds2, run.autocast_dtype, config.seppo.ref_batch_chunk)
-    batch_size = x_w.shape[0]
-    loss, stats = preference_loss(
-        policy_err[:batch_size], policy_err[batch_size:], ref_err[:batch_size], ref_err[batch_size:],
-        beta=config.seppo.beta, num_train_timesteps=config.seppo.num_train_timesteps, aaf=run.method.aaf,
-    )
-    return loss, stats.as_dict(), ref_index
+    prediction = run.adapter.predict(pairs.noisy, pairs.timesteps, embeds2, unet=run.unet)
+    policy_err = per_sample_error(prediction, pairs.target)
+    ref_err = reference_errors(run.adapter, reference, pairs, embeds2, run.autocast_dtype,
+                               run.config.seppo.ref_batch_chunk)
+    size = x_w.shape[0]
+    return PairErrors(policy_err[:size], policy_err[size:], ref_err[:size], ref_err[size:], ref_index)
 
 
 def reference_module(run: Run, index: int) -> SwappedModule:
@@ -512,8 +571,13 @@ def _weights_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: float) -> None:
-    """Per-rank consistency record, then (main process) export, samples and summary."""
+def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: float,
+           stopped_on_collapse: bool = False) -> None:
+    """Per-rank consistency record, then (main process) export, samples and summary.
+
+    A run stopped by the collapse alarm ends the same way (its export holds the policy of the
+    stop step), and its summary says so.
+    """
     accelerator, out, config = run.accelerator, run.out, run.config
     atomic_write_json(out / "ranks" / f"rank{accelerator.process_index}.json", {
         "ref_indices": ref_history, "weights_sha256": _weights_digest(run.adapter.trainable_state()),
@@ -538,8 +602,12 @@ def finish(run: Run, state: TrainerState, ref_history: list[int], wall_time: flo
             "steps": state.step, "method": config.seppo.method, "nonfinite_skipped": state.nonfinite_total,
             "prediction_type": run.adapter.prediction_type, "noise_schedule": noise_schedule_summary(run.adapter),
             "data_skips": skips.as_dict() if skips is not None else None,
+            "collapse_alarm": state.collapse_alarm, "stopped_on_collapse": stopped_on_collapse,
             "wall_time_s": wall_time, "export": str(export_dir),
         })
+        if stopped_on_collapse:
+            accelerator.print(f"stopped at step {state.step} by the collapse alarm (train.stop_on_collapse); "
+                              "change the settings and continue with --resume latest")
         accelerator.print(f"done: {state.step} steps; export in {export_dir}; metrics in {out / 'metrics.jsonl'}")
     accelerator.end_training()
 

@@ -88,3 +88,15 @@ def test_unquoted_no_means_the_string_no():
     assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match="train.mixed_precision: True is not allowed"):
         load_config(None, ["train.mixed_precision=yes"])
+
+
+@pytest.mark.parametrize("value", ["-0.5", ".nan", ".inf"])
+def test_sft_weight_must_be_finite_and_non_negative(value):
+    with pytest.raises(ConfigError, match=r"seppo.sft_weight: must be finite and >= 0"):
+        load_config(None, [f"seppo.sft_weight={value}"])
+    assert load_config(None, ["seppo.sft_weight=0.5"]).seppo.sft_weight == 0.5
+
+
+def test_sft_weight_is_refused_for_the_sft_method():
+    with pytest.raises(ConfigError, match=r"seppo.sft_weight: method 'sft'"):
+        load_config(None, ["seppo.method=sft", "seppo.sft_weight=1.0"])

@@ -17,7 +17,7 @@ LAYERS = {
     "seppo": 2,
     "checkpoint": 3, "export": 3,
     "sample": 4, "train": 5,
-    "evaluation": 6, "study": 7, "viewer": 7,
+    "calibrate": 6, "evaluation": 6, "study": 7, "viewer": 7,
     "cli": 8, "__main__": 9,
 }
 SIDEWAYS: set[tuple[str, str]] = set()

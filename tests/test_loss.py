@@ -144,3 +144,50 @@ def test_per_sample_error_sees_an_error_in_the_last_width_column_only():
 
 def test_sft_loss_is_mean_error():
     assert sft_loss(torch.tensor([1.0, 2.0, 6.0])).item() == pytest.approx(3.0)
+
+
+# ------------------------------------------------------------------ training-health statistics and the SFT term
+
+
+def test_health_statistics_match_a_hand_computation():
+    args = [torch.tensor(v, dtype=torch.float64) for v in (POLICY_W, POLICY_REF, REF_W, REF_REF)]
+    _, stats = preference_loss(*args, beta=BETA, num_train_timesteps=T, aaf="sign")
+    signs = [1.0, -1.0, 0.0]  # pair 0: a > 0, pair 1: a < 0, pair 2: a tie
+    inside = [-BETA * T * ((pw - rw) - s * (pr - rr))
+              for pw, pr, rw, rr, s in zip(POLICY_W, POLICY_REF, REF_W, REF_REF, signs)]
+    mean = sum(inside) / 3
+    assert stats.d_w_rel == pytest.approx(sum((pw - rw) / rw for pw, rw in zip(POLICY_W, REF_W)) / 3, rel=1e-9)
+    assert stats.d_ref_rel == pytest.approx(sum((pr - rr) / rr for pr, rr in zip(POLICY_REF, REF_REF)) / 3, rel=1e-9)
+    assert stats.inside_abs == pytest.approx(sum(abs(x) for x in inside) / 3, rel=1e-9)
+    assert stats.inside_std == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in inside) / 3), rel=1e-9)
+    assert stats.err_w == pytest.approx(sum(POLICY_W) / 3, rel=1e-9)
+
+
+@pytest.mark.parametrize("inside", [-40.0, 0.0, 5.0, 6.8, 7.0, 12.0])
+def test_a_pair_is_saturated_exactly_when_its_gradient_is_below_one_thousandth(inside):
+    """Saturated means the per-pair gradient of the loss w.r.t. its inside term, sigmoid(-inside), is below 1e-3."""
+    ref_w, ref_ref = 0.5, 0.5
+    policy_w = torch.tensor([ref_w - inside / (BETA * T)], dtype=torch.float64, requires_grad=True)
+    loss, stats = preference_loss(policy_w, torch.tensor([ref_ref], dtype=torch.float64),
+                                  torch.tensor([ref_w], dtype=torch.float64), torch.tensor([ref_ref], dtype=torch.float64),
+                                  beta=BETA, num_train_timesteps=T, aaf="none")
+    loss.backward()
+    gradient_wrt_inside = policy_w.grad.item() / (BETA * T)  # d inside / d e_theta(x_w) = -beta*T, dL/d inside < 0
+    assert gradient_wrt_inside == pytest.approx(1 / (1 + math.exp(inside)), rel=1e-6)
+    assert stats.saturated == (1.0 if 1 / (1 + math.exp(inside)) < 1e-3 else 0.0)
+
+
+@pytest.mark.parametrize("aaf", ["sign", "indicator", "none"])
+def test_sft_weight_adds_lambda_times_the_winners_mean_error(aaf):
+    weight = 0.7
+    policy_w = torch.tensor(POLICY_W, dtype=torch.float64, requires_grad=True)
+    rest = [torch.tensor(v, dtype=torch.float64) for v in (POLICY_REF, REF_W, REF_REF)]
+    loss, _ = preference_loss(policy_w, *rest, beta=BETA, num_train_timesteps=T, aaf=aaf, sft_weight=weight)
+    per_pair = _expected(POLICY_W, POLICY_REF, REF_W, REF_REF, aaf)
+    assert loss.item() == pytest.approx(sum(per_pair) / 3 + weight * sum(POLICY_W) / 3, rel=1e-9)
+    loss.backward()
+    plain_w = policy_w.detach().clone().requires_grad_(True)
+    plain, _ = preference_loss(plain_w, *rest, beta=BETA, num_train_timesteps=T, aaf=aaf)
+    plain.backward()
+    # The SFT term's own gradient: weight / B on every winner error.
+    torch.testing.assert_close(policy_w.grad - plain_w.grad, torch.full((3,), weight / 3, dtype=torch.float64))

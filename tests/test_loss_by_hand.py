@@ -28,6 +28,7 @@ BACKBONES = {
     "sd": ["model.kind=sd", "model.trainable=lora", "data.num_frames=1"],
 }
 STEPS, GUIDANCE, BETA_T = 3, 3.0, 2.5 * 1000
+SFT_WEIGHT = {"none": 0.5}  # the SFT regulariser on the plain-DPO cases (one per backbone); 0 elsewhere
 
 
 def _alphas_bar(kind: str) -> torch.Tensor:
@@ -112,7 +113,8 @@ CASES += [("animatediff", "sign", True), ("modelscope", "sign", True), ("sd", "s
 def test_compute_loss_equals_the_hand_computation(kind, aaf, checkpointing, tmp_path):
     backbone = "sd" if kind == "sd-v" else kind
     extra = [f"model.pretrained={_v_prediction_sd(tmp_path)}"] if kind == "sd-v" else []
-    config = load_config(None, [
+    sft_weight = SFT_WEIGHT.get(aaf, 0.0)
+    config = load_config(None, [f"seppo.sft_weight={sft_weight}",
         *BACKBONES[backbone], *extra, f"output_dir={tmp_path / 'run'}", "data.resolution=32", "data.batch_size=2",
         f"seppo.aaf={aaf}", "seppo.ref_strategy=fixed:1", "seppo.pool_dtype=bfloat16",
         f"seppo.ref_sample_steps={STEPS}", f"seppo.ref_guidance_scale={GUIDANCE}", "train.log_with=none",
@@ -160,12 +162,17 @@ def test_compute_loss_equals_the_hand_computation(kind, aaf, checkpointing, tmp_
     d_w = errors["pol_w"] - errors["ref_w"]
     d_ref = errors["pol_ref"] - errors["ref_ref"]
     sign = _sign(aaf, (errors["ref_w"] - errors["pol_w"]).detach().double()).float()
-    by_hand = -F.logsigmoid(-BETA_T * (d_w - sign * d_ref)).mean()
+    inside = -BETA_T * (d_w - sign * d_ref)
+    by_hand = -F.logsigmoid(inside).mean() + sft_weight * errors["pol_w"].mean()
 
     torch.testing.assert_close(loss.detach(), by_hand.detach(), rtol=2e-3, atol=1e-5)
     assert stats["d_w"] == pytest.approx(d_w.mean().item(), rel=2e-3, abs=1e-7)
     assert stats["d_ref"] == pytest.approx(d_ref.mean().item(), rel=2e-3, abs=1e-7)
     assert stats["flip_rate"] == pytest.approx((sign <= 0).float().mean().item())
+    assert stats["d_w_rel"] == pytest.approx((d_w / errors["ref_w"]).mean().item(), rel=2e-3, abs=1e-7)
+    assert stats["d_ref_rel"] == pytest.approx((d_ref / errors["ref_ref"]).mean().item(), rel=2e-3, abs=1e-7)
+    assert stats["err_w"] == pytest.approx(errors["pol_w"].mean().item(), rel=1e-4)
+    assert stats["saturated"] == pytest.approx((torch.sigmoid(-inside) < 1e-3).float().mean().item())
     by_hand.backward()
     # The whole gradient, by relative norm: the float64 sampler here and the trainer's float32 one
     # give reference samples that differ in the last bits, which single tiny entries amplify.

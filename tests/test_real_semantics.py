@@ -290,5 +290,6 @@ def test_logged_loss_and_statistics_are_the_mean_over_the_accumulation_cycle(tmp
     assert len(seen) == 6 and [r["step"] for r in records] == [1, 2]
     for record, cycle in zip(records, (seen[:3], seen[3:])):
         assert record["loss"] == pytest.approx(sum(loss for loss, _ in cycle) / 3, rel=1e-6)
-        for key in ("d_w", "d_ref", "flip_rate", "implicit_acc"):
+        assert set(seen[0][1]) >= {"d_w_rel", "d_ref_rel", "inside_abs", "inside_std", "saturated", "err_w"}
+        for key in seen[0][1]:  # every statistic, the training-health figures included
             assert record[key] == pytest.approx(sum(stats[key] for _, stats in cycle) / 3, rel=1e-6, abs=1e-12)

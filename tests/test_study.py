@@ -127,6 +127,9 @@ def test_shipped_study_configs_load(repo_root):
 # ---------------------------------------------------------------- statistics
 
 
+COLLAPSED = {("spin", 1), ("spin", 3)}  # (method, seed) runs whose collapse alarm fired, at step 3
+
+
 def _fake_scores(rng: np.random.Generator, shift: dict[str, float]) -> dict:
     runs = {}
     for name, delta in shift.items():
@@ -136,6 +139,7 @@ def _fake_scores(rng: np.random.Generator, shift: dict[str, float]) -> dict:
                 "rewards": [(0.5 + rng.normal(0, 0.05, 6)).tolist(), (0.5 + delta + rng.normal(0, 0.01, 6)).tolist()],
                 "precision": [],
                 "flip_rate": [[1, 0.5], [2, 0.25]] if name != "sft" else [],
+                "collapse_step": 3 if (name, seed) in COLLAPSED else None,
             }
             for seed in range(4)
         }
@@ -155,8 +159,11 @@ def test_summary_means_and_paired_differences_match_a_direct_computation():
     assert summary["curves"]["seppo"]["steps"] == [0, 2, 4]
     assert summary["curves"]["seppo"]["mean"][0] == pytest.approx(0.4)  # step 0 is the base model
     assert set(summary["flip_rate"]) == {"seppo", "spin"}
+    assert summary["collapse_alarms"]["spin"] == {"fired": 2, "seeds": 4, "steps": [3, 3]}
+    assert summary["collapse_alarms"]["seppo"] == {"fired": 0, "seeds": 4, "steps": []}
     table = markdown(summary, "# t")
     assert "| sft |" in table and "SePPO better" in table and "not resolved" in table
+    assert "collapse alarm (seeds)" in table and "| 2/4 (steps 3, 3) |" in table and "| 0/4 |" in table
 
 
 # ---------------------------------------------------------------- end to end
@@ -186,6 +193,7 @@ def test_tiny_study_end_to_end_parallel_and_resume(repo_root, tmp_path):
     results = json.loads((report / "results.json").read_text())
     seppo_runs = results["scores"]["runs"]["seppo"]
     assert set(seppo_runs) == {"0", "1"} and seppo_runs["0"]["steps"] == [2, 4]
+    assert all("collapse_step" in run for run in seppo_runs.values())
     # Precision rows exclude the snapshot equal to the policy; θ0 is always there.
     assert all(rows and rows[0]["ref_step"] == 0 for rows in seppo_runs["0"]["precision"])
     assert all(row["ref_step"] != 4 for row in seppo_runs["0"]["precision"][-1])

@@ -115,8 +115,10 @@ def test_read_run_collects_samples_metrics_export_and_evaluation(runs_root: Path
     assert run.problems == []
     assert {(s.prompt, s.seed) for s in run.samples} == {(p, s) for p in PROMPTS for s in SEEDS}
     assert all(s.path.is_file() for s in run.samples)
-    assert {p.metric for p in run.metrics} == {"loss", "flip_rate", "implicit_acc"}
-    assert len(run.metrics) == 3 * 6  # three curves, six logged steps
+    # A SePPO run logs every plotted curve: loss, flipper and the training-health figures.
+    assert {p.metric for p in run.metrics} == {"loss", "flip_rate", "implicit_acc", "d_w_rel", "d_ref_rel",
+                                               "saturated", "inside_abs", "inside_std", "err_w"}
+    assert len(run.metrics) == 9 * 6  # nine curves, six logged steps
     assert run.export == runs_root / "seppo" / "export"
     assert {(r.model, r.metric) for r in run.evaluation} == {(m, k) for m in ("seppo", "sft")
                                                              for k in ("clip_score", "mtscore")}
@@ -139,6 +141,14 @@ def test_empty_and_unreadable_folders(tmp_path: Path) -> None:
     assert "nothing to show" in read_run(tmp_path).problems[0]
     (tmp_path / "index.json").write_bytes(b"\xff\xfe")
     assert "cannot be read as JSON" in read_run(tmp_path).problems[0]
+
+
+def test_training_health_figures_are_plotted(tmp_path: Path) -> None:
+    file = tmp_path / "metrics.jsonl"
+    health = {"d_w_rel": -0.003, "d_ref_rel": 0.02, "saturated": 0.5, "inside_abs": 7.5, "inside_std": 1.5, "err_w": 1.1}
+    file.write_text(json.dumps({"step": 3, "loss": 0.1, **health}) + "\n")
+    points, problems = read_metrics(file)
+    assert problems == [] and {p.metric: p.value for p in points} == {"loss": 0.1, **health}
 
 
 def test_metrics_skip_non_finite_values(tmp_path: Path) -> None:
@@ -260,7 +270,7 @@ def assert_videos_play(page: Any, selector: str, count: int) -> None:
 def check_status_and_curves(page: Any) -> None:
     assert page.get_by_text("line 2: not valid JSON").is_visible()
     page.get_by_role("tab", name="Training curves").click()
-    for metric in ("loss", "flip_rate", "implicit_acc"):
+    for metric in ("loss", "flip_rate", "implicit_acc", "d_w_rel", "d_ref_rel", "saturated"):
         page.wait_for_selector(f"#curve-{metric} canvas, #curve-{metric} svg", timeout=30_000)
         size = page.eval_on_selector(f"#curve-{metric}", "e => e.getBoundingClientRect().height")
         assert size > 100

@@ -7,16 +7,25 @@ no model, no scheduler. That keeps the objective testable by hand.
     d_ref = e_theta(x_ref) - e_ref(x_ref)
     a     = e_ref(x_w) - e_theta(x_w)        (the anchor; no gradient)
     L     = -log sigmoid(-beta * T * (d_w - s(a) * d_ref))   per sample, then the batch mean
+          + sft_weight * mean e_theta(x_w)                     (optional SFT term on the winners)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 AAF_MODES = ("sign", "indicator", "none")
+
+# A pair is saturated when the loss has (almost) no gradient left for it. The derivative of
+# log sigmoid(x) is sigmoid(-x), which falls below SATURATION_GRADIENT once the inside term
+# exceeds log(1 / SATURATION_GRADIENT - 1) = ln 999 ~ 6.9. Only that side saturates: for a
+# very negative inside term the loss is linear and its gradient is ~1.
+SATURATION_GRADIENT = 1e-3
+SATURATION_INSIDE = math.log(1 / SATURATION_GRADIENT - 1)
 
 
 @dataclass
@@ -27,6 +36,14 @@ class PreferenceStats:
     d_ref: float
     flip_rate: float  # fraction of pairs whose reference sample was not treated as a loser (s <= 0)
     implicit_acc: float  # fraction of pairs the policy already ranks as the loss wants (inside term > 0)
+    # The two terms apart, per pair in units of the reference's own error on that sample:
+    # d_w / e_ref(x_w) and d_ref / e_ref(x_ref). Positive: the policy got worse than the reference there.
+    d_w_rel: float
+    d_ref_rel: float
+    inside_abs: float  # mean |inside term|: how far along the log-sigmoid the pairs sit
+    inside_std: float  # spread of the inside term over the pairs (population std; 0 for one pair)
+    saturated: float  # fraction of pairs with inside > SATURATION_INSIDE (gradient below SATURATION_GRADIENT)
+    err_w: float  # the policy's plain denoising error on the winners, mean e_theta(x_w)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,6 +88,7 @@ def preference_loss(
     beta: float,
     num_train_timesteps: int,
     aaf: str,
+    sft_weight: float = 0.0,
 ) -> tuple[torch.Tensor, PreferenceStats]:
     """SePPO / Diffusion-DPO loss (scalar) and its statistics.
 
@@ -78,7 +96,9 @@ def preference_loss(
     reference model's own sample for SePPO, a real loser for Diffusion-DPO.
     ``beta * num_train_timesteps`` multiplies the error differences (2.5 *
     1000 = 2500 reproduces Diffusion-DPO's released SD-1.5 setting).
-    Reference errors are detached: only the policy gets gradient.
+    Reference errors are detached: only the policy gets gradient. ``sft_weight`` adds
+    that multiple of the winners' plain denoising loss (a brake on loser-dominant collapse,
+    ALGORITHM.md section 8).
     """
     for name, tensor in (("policy_err_w", policy_err_w), ("policy_err_ref", policy_err_ref),
                          ("ref_err_w", ref_err_w), ("ref_err_ref", ref_err_ref)):
@@ -91,14 +111,28 @@ def preference_loss(
     inside = -beta * num_train_timesteps * (d_w - sign * d_ref)
     # log-sigmoid per pair, *then* the batch mean (not the mean inside).
     loss = -F.logsigmoid(inside).mean()
+    if sft_weight:
+        loss = loss + sft_weight * sft_loss(policy_err_w)
     with torch.no_grad():
         stats = PreferenceStats(
             d_w=d_w.mean().item(),
             d_ref=d_ref.mean().item(),
             flip_rate=(sign <= 0).float().mean().item(),
             implicit_acc=(inside > 0).float().mean().item(),
+            d_w_rel=_relative(d_w, ref_err_w),
+            d_ref_rel=_relative(d_ref, ref_err_ref),
+            inside_abs=inside.abs().mean().item(),
+            inside_std=inside.std(correction=0).item(),
+            saturated=(inside > SATURATION_INSIDE).float().mean().item(),
+            err_w=policy_err_w.mean().item(),
         )
     return loss, stats
+
+
+def _relative(difference: torch.Tensor, reference_error: torch.Tensor) -> float:
+    """Batch mean of ``difference / reference_error`` per pair (a zero error would be a perfect
+    reference: clamp it to the smallest normal float instead of dividing by zero)."""
+    return (difference / reference_error.clamp_min(torch.finfo(reference_error.dtype).tiny)).mean().item()
 
 
 def sft_loss(policy_err_w: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ def summarise_study(scores: dict[str, Any], confidence: float, n_boot: int) -> d
         "final": {k: v.to_dict() for k, v in final.items()},
         "seppo_minus": {k: v.to_dict() for k, v in paired.items()},
         "curves": curves,
+        "collapse_alarms": {name: _alarm_count(by_seed) for name, by_seed in runs.items()},
         "flip_rate": {name: _flip_curve(by_seed) for name, by_seed in runs.items() if _has_flips(by_seed)},
         "precision": {name: _precision_curve(by_seed) for name, by_seed in runs.items()
                       if next(iter(by_seed.values()))["precision"]},
@@ -55,6 +56,14 @@ def summarise_study(scores: dict[str, Any], confidence: float, n_boot: int) -> d
 
 def _boot(stats: dict[str, Any]) -> dict[str, Any]:
     return {"confidence": stats["confidence"], "n_boot": stats["n_boot"]}
+
+
+def _alarm_count(by_seed: dict[str, Any]) -> dict[str, Any]:
+    """How many seeds' runs fired the collapse alarm, and at which steps (scores from before the
+    alarm existed have no ``collapse_step``: they count as not fired)."""
+    steps = [run.get("collapse_step") for run in by_seed.values()]
+    fired = [step for step in steps if step is not None]
+    return {"fired": len(fired), "seeds": len(steps), "steps": fired}
 
 
 def _has_flips(by_seed: dict[str, Any]) -> bool:
@@ -82,6 +91,11 @@ def _precision_curve(by_seed: dict[str, Any]) -> dict[str, list[float]]:
 # ---------------------------------------------------------------- markdown
 
 
+def _alarm_cell(alarms: dict[str, Any]) -> str:
+    at = f" (steps {', '.join(map(str, alarms['steps']))})" if alarms["steps"] else ""
+    return f"{alarms['fired']}/{alarms['seeds']}{at}"
+
+
 def _ci(summary: dict[str, Any], signed: bool = False) -> str:
     fmt = "{:+.4f}" if signed else "{:.4f}"
     return f"{fmt.format(summary['mean'])} [{fmt.format(summary['ci_low'])}, {fmt.format(summary['ci_high'])}]"
@@ -100,13 +114,15 @@ def markdown(summary: dict[str, Any], header: str) -> str:
     intro = (f"Held-out reward after alignment (mean over prompts and seeds, {level}% bootstrap CI over seeds "
              "and prompts); right: SePPO minus the method on the same (prompt, seed) cells.")
     lines = [header, "", intro, "",
-             f"| method | reward [{level}% CI] | SePPO − method [{level}% CI] | verdict |", "|---|---|---|---|",
-             f"| base model (before alignment) | {_ci(summary['base'])} | | |"]
+             f"| method | reward [{level}% CI] | SePPO − method [{level}% CI] | verdict | collapse alarm (seeds) |",
+             "|---|---|---|---|---|",
+             f"| base model (before alignment) | {_ci(summary['base'])} | | | |"]
     order = sorted(summary["final"], key=lambda name: -summary["final"][name]["mean"])
     for name in order:
         diff = summary["seppo_minus"].get(name)
         cells = (_ci(diff, signed=True), _verdict(diff)) if diff else ("—", "reference")
-        lines.append(f"| {name} | {_ci(summary['final'][name])} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {name} | {_ci(summary['final'][name])} | {cells[0]} | {cells[1]} | "
+                     f"{_alarm_cell(summary['collapse_alarms'][name])} |")
     for name, curve in summary["precision"].items():
         caption = (f"AAF sign precision for `{name}` (agreement of one (t, eps) draw with the sign of the mean "
                    "anchor, averaged over the pool's earlier snapshots, winners and seeds):")

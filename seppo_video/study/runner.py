@@ -249,6 +249,9 @@ def score_run(evaluator: Evaluator, run_dir: Path, config: Config, winners: dict
             ))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     record["flip_rate"] = [[m["step"], m["flip_rate"]] for m in metrics if "flip_rate" in m]
+    # The step the collapse alarm fired at (docs/training_health.md), or None.
+    alarm = json.loads((run_dir / "summary.json").read_text()).get("collapse_alarm")
+    record["collapse_step"] = alarm["step"] if alarm else None
     return record
 
 

@@ -20,7 +20,10 @@ from typing import Any, TypeVar
 
 from seppo_video.export import EXPORT_INFO
 
-PLOTTED_METRICS = ("loss", "flip_rate", "implicit_acc")
+# The loss, the flipper, and the training-health figures (docs/training_health.md): the winner and
+# second-sample terms apart, the saturated share, the inside term's size and spread, the winners' error.
+PLOTTED_METRICS = ("loss", "flip_rate", "implicit_acc", "d_w_rel", "d_ref_rel", "saturated", "inside_abs",
+                   "inside_std", "err_w")
 EVAL_KEYS = ("metric", "mean", "ci_low", "ci_high")
 MAX_MESSAGES_PER_FILE = 5
 T = TypeVar("T")
