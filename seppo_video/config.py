@@ -84,10 +84,10 @@ class NoiseSchedulerConfig:
     rescale_betas_zero_snr: bool | None = None
     # Flow-matching backbones (Wan) only. ``shift``: FlowMatchEulerDiscreteScheduler's sigma shift
     # s' = shift * s / (1 + (shift - 1) * s), for training draws and reference sampling alike
-    # (null: the pipeline folder's). ``timestep_sampling``: the density of u in [0, 1] before the
-    # shift; training uses the scheduler's shifted sigma at index floor(u * T), as diffusers' flow
-    # training scripts do. ``uniform`` (the default) or ``logit_normal`` (u = sigmoid(N(logit_mean,
-    # logit_std)), SD3's choice, defaults 0 and 1); see README "Flow matching".
+    # (null: the pipeline folder's). ``timestep_sampling``: the density of the noise level u in
+    # [0, 1] before the shift (training uses the scheduler's shifted sigma table entry for u):
+    # ``uniform`` (the default) or ``logit_normal`` (u = sigmoid(N(logit_mean, logit_std)), SD3's
+    # choice, defaults 0 and 1); see README "Flow matching".
     shift: float | None = None
     timestep_sampling: TimestepSampling | None = None
     logit_mean: float | None = None

@@ -127,8 +127,9 @@ class VideoDiffusionAdapter:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "VideoDiffusionAdapter":
         """Move the frozen parts (optionally cast); the UNet is placed by accelerate."""
-        self.vae.to(device, dtype=dtype)
-        self.text_encoder.to(device, dtype=dtype)
+        for frozen in (self.vae, self.text_encoder):
+            # no dtype argument unless casting: diffusers warns about modules kept in fp32 (Wan's VAE) otherwise
+            frozen.to(device) if dtype is None else frozen.to(device, dtype=dtype)
         return self
 
     # ------------------------------------------------------------ the UNet call
@@ -248,6 +249,14 @@ class VideoDiffusionAdapter:
         self.trainable_mode = mode
         if not any(p.requires_grad for p in self.unet.parameters()):
             raise ConfigError(f"model.trainable={mode!r} selected no parameter of the {self.kind} UNet")
+
+    def lora_layers(self) -> dict[str, torch.Tensor]:
+        """The LoRA tensors in the naming the pipeline's ``load_lora_weights`` reads for a UNet
+        (diffusers' own, as diffusers' UNet LoRA training scripts save them)."""
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        return convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
 
     def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.unet.named_parameters() if p.requires_grad)
@@ -469,6 +478,13 @@ class WanAdapter(VideoDiffusionAdapter):
             self.unet.set_attention_backend("xformers")
         else:
             raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
+
+    def lora_layers(self) -> dict[str, torch.Tensor]:
+        """peft's own naming, which the transformer LoRA loaders (WanLoraLoaderMixin) read, as
+        diffusers' transformer LoRA training scripts save them."""
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.unet)
 
     def _pipeline_parts(self, scheduler) -> dict:
         return {

@@ -38,11 +38,14 @@ class NoisedBatch:
 class FlowMatchingNoise:
     """The rectified-flow forward process of a ``FlowMatchEulerDiscreteScheduler`` config.
 
-    ``scheduler`` holds the training tables: ``sigmas`` (descending from 1 to 1/T, already
-    shifted by its ``shift``) and ``timesteps = sigmas * T``. A draw takes ``u`` in [0, 1) from
-    ``timestep_sampling`` and uses the table entry at ``floor(u * T)``, as diffusers' flow
-    training scripts (SD3, Flux) do, so training sees the same shifted sigmas the scheduler
-    samples with.
+    ``scheduler`` holds the training tables: ``sigmas[i] = shift(1 - i / T)`` for ``i = 0..T-1``
+    (descending from 1 to ``shift(1 / T)``, with ``shift(v) = k v / (1 + (k - 1) v)``) and
+    ``timesteps = sigmas * T``. A draw takes an unshifted noise level ``u`` in [0, 1) from
+    ``timestep_sampling`` (uniform, or SD3's logit-normal) and uses the table entry whose
+    unshifted level is ``u`` rounded up to the grid, ``i = floor((1 - u) T)``: training sees the
+    shifted sigmas the scheduler samples with, and a larger ``logit_mean`` means more noise, as in
+    the SD3 paper. (diffusers' SD3 / Flux scripts index ``floor(u T)``, the same for the default,
+    symmetric densities.)
     """
 
     scheduler: FlowMatchEulerDiscreteScheduler
@@ -59,7 +62,7 @@ class FlowMatchingNoise:
             self.timestep_sampling, batch, logit_mean=self.logit_mean, logit_std=self.logit_std, generator=generator
         )
         steps = self.config.num_train_timesteps
-        index = (u * steps).long().clamp(max=steps - 1)
+        index = ((1 - u) * steps).long().clamp(max=steps - 1)
         return self.scheduler.timesteps[index]
 
     def sigmas_of(self, timesteps: torch.Tensor) -> torch.Tensor:
