@@ -101,7 +101,7 @@ def setup(config: Config) -> Run:
         check_model_fits(config)
         dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
                                 model_id=model_id_for(config.model), seed=config.seed)
-        adapter = load_adapter(config.model)
+        adapter = load_adapter(config.model, seed=config.seed)
     adapter.unet.train(config.train.policy_dropout)  # references switch to eval mode themselves
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
     adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype

@@ -652,12 +652,18 @@ def _component_config(folder: Path, key: str, name: str = "config.json") -> dict
         raise ConfigError(f"{key}: cannot read {folder / name} ({err}); is it a diffusers model folder?") from None
 
 
-def load_adapter(config: ModelConfig, configure: bool = True) -> VideoDiffusionAdapter:
-    """Load the backbone named by ``config`` and apply its trainable/attention switches."""
+def load_adapter(config: ModelConfig, configure: bool = True, seed: int = 0) -> VideoDiffusionAdapter:
+    """Load the backbone named by ``config`` and apply its trainable/attention switches.
+
+    ``seed`` draws the initial weights of new LoRA layers, so that a run's theta_0 is a function
+    of its seed alone, not of what the process drew before (two runs in one process, tests).
+    """
     adapter = ADAPTERS[config.kind].load(resolve_paths(config), vae_chunk_frames=config.vae_chunk_frames,
                                          noise_scheduler=config.noise_scheduler)
     if configure:
-        adapter.configure_trainable(config.trainable, config.lora)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapter.configure_trainable(config.trainable, config.lora)
         adapter.set_attention_backend(config.attention)
         if config.gradient_checkpointing:
             adapter.enable_gradient_checkpointing()
