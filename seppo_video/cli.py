@@ -103,7 +103,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 # The real-shape variants of each kind (the first is the default); kept here so that checking
 # --variant imports nothing heavy. seppo_video.models.real.VARIANTS is the same table.
-REAL_VARIANTS = {"animatediff": ("v1-5-2", "v3"), "sd": ("sd15", "sd21-v"), "modelscope": ("ms-1.7b",)}
+REAL_VARIANTS = {"animatediff": ("v1-5-2", "v3"), "sd": ("sd15", "sd21-v"), "modelscope": ("ms-1.7b",),
+                 "wan": ("t2v-1.3b",)}
 
 
 def _add_make_tiny(sub: argparse._SubParsersAction) -> None:

@@ -224,3 +224,59 @@ def test_shift_override_reaches_training_and_sampling():
     assert adapter.scheduler_config["shift"] == 5.0
     assert adapter.sampling_scheduler().config.shift == 5.0
     assert "timestep_sampling" not in adapter.scheduler_config  # a training setting, not the scheduler's
+
+
+def test_real_shape_wan_has_the_published_architecture():
+    """The published Wan 2.1 T2V 1.3B components, built on the meta device (no memory, no weights).
+
+    Expected figures are derived here from the published widths (Wan-AI/Wan2.1-T2V-1.3B-Diffusers
+    transformer/config.json: dim 1536 = 12 x 128, ffn 8960, 30 blocks, text 4096, freq 256, 16
+    latent channels, patch 1x2x2), independently of seppo_video.models.published."""
+    import diffusers
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from seppo_video.config import is_flow_matching
+    from seppo_video.models import published
+    from seppo_video.models.real import resolve_variant
+
+    assert resolve_variant("wan", None) == "t2v-1.3b"
+    with torch.device("meta"):
+        transformer = diffusers.WanTransformer3DModel(**published.wan21_t2v_1_3b_transformer())
+        vae = diffusers.AutoencoderKLWan(**published.wan21_vae())
+        encoder = UMT5EncoderModel(UMT5Config(**published.umt5_xxl_encoder()))
+    dim, ffn, blocks, text, freq, patch_out = 1536, 8960, 30, 4096, 256, 16 * 4
+    linear = lambda i, o: i * o + o  # noqa: E731
+    block = (8 * linear(dim, dim)  # self- and cross-attention q, k, v, out
+             + 4 * dim  # q / k RMS norms of both attentions
+             + 2 * dim  # the cross-attention LayerNorm (cross_attn_norm)
+             + linear(dim, ffn) + linear(ffn, dim) + 6 * dim)  # feed-forward, modulation table
+    embeddings = (16 * 4 * dim + dim  # patch embedding (1x2x2 conv)
+                  + linear(text, dim) + linear(dim, dim)  # text projection
+                  + linear(freq, dim) + linear(dim, dim) + linear(dim, 6 * dim))  # timestep MLP and projection
+    head = linear(dim, patch_out) + 2 * dim
+    assert sum(p.numel() for p in transformer.parameters()) == blocks * block + embeddings + head
+    # The Wan report's "Wan-VAE ... 127M parameters"; UMT5-XXL's encoder: 24 layers of d_model 4096.
+    assert round(sum(p.numel() for p in vae.parameters()) / 1e6) == 127
+    assert encoder.config.d_model == 4096 and encoder.config.num_layers == 24 and encoder.config.vocab_size == 256384
+    scheduler = published.wan21_scheduler()
+    assert is_flow_matching(scheduler) and scheduler["_class_name"] == "UniPCMultistepScheduler"
+
+
+def test_a_unipc_flow_folder_trains_and_samples_as_flow_matching_euler(tmp_path):
+    """The published Wan 2.1 folders ship UniPC in flow mode: read as Euler at its flow_shift."""
+    import shutil
+
+    from seppo_video.models import published
+    from seppo_video.models.tiny import ensure_tiny
+    from seppo_video.seppo.noise import FlowMatchingNoise, noise_process
+
+    root = tmp_path / "wan-unipc"
+    shutil.copytree(ensure_tiny("wan"), root)
+    unipc = {**published.wan21_scheduler(), "flow_shift": 5.0}
+    (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(unipc))
+    config = load_config(None, [*WAN, f"model.pretrained={root}"])
+    check_model_fits(config)
+    adapter = load_adapter(config.model, configure=False)
+    assert adapter.scheduler_config["_class_name"] == "FlowMatchEulerDiscreteScheduler"
+    assert adapter.scheduler_config["shift"] == 5.0
+    assert isinstance(noise_process(adapter.scheduler_config), FlowMatchingNoise)

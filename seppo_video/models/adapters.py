@@ -571,9 +571,9 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
             f"which has no such setting (allowed here: {', '.join(allowed)})"
         )
     explicit = {key: value for key, value in explicit.items() if key not in FLOW_SAMPLING_KEYS}
-    schedule = {**folder, **BACKBONE_SCHEDULES.get(kind, {}), **explicit}
     if flow:
-        return schedule
+        return {**_flow_match_config(folder), **explicit}
+    schedule = {**folder, **BACKBONE_SCHEDULES.get(kind, {}), **explicit}
     schedule.setdefault("prediction_type", "epsilon")
     if schedule["prediction_type"] not in PREDICTION_TYPES:
         raise ConfigError(
@@ -581,6 +581,22 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
             f"{schedule['prediction_type']!r}, which this trainer cannot train (allowed: {', '.join(PREDICTION_TYPES)})"
         )
     return schedule
+
+
+def _flow_match_config(folder: dict) -> dict:
+    """A flow-matching folder's schedule as a ``FlowMatchEulerDiscreteScheduler`` config.
+
+    A UniPC folder in flow mode (the published Wan 2.1 layout) becomes the Euler scheduler with its
+    ``flow_shift`` as ``shift``: training draws, reference sampling and the export then share one
+    set of shifted sigmas.
+    """
+    if folder.get("_class_name") == "FlowMatchEulerDiscreteScheduler":
+        return dict(folder)
+    return {
+        "_class_name": "FlowMatchEulerDiscreteScheduler",
+        "num_train_timesteps": folder.get("num_train_timesteps", 1000),
+        "shift": folder.get("flow_shift", 1.0),
+    }
 
 
 def check_model_fits(config: Config) -> None:

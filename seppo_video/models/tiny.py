@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 
 from seppo_video.atomic import atomic_directory
+from seppo_video.models import published
 
 BackboneKind = Literal["animatediff", "modelscope", "sd", "wan"]
 BACKBONE_KINDS: tuple[str, ...] = ("animatediff", "modelscope", "sd", "wan")
@@ -40,7 +41,6 @@ UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: the VAE downsamples by 4
 LATENT_CHANNELS = 4
 WAN_LATENT_CHANNELS = 4
-WAN_FLOW_SHIFT = 3.0  # Wan 2.1 T2V 1.3B's flow_shift at 480p (diffusers' Wan docs: 3.0 for 480p, 5.0 for 720p)
 TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copies are rebuilt
 
 
@@ -233,7 +233,8 @@ def _wan_parts(tokenizer_dir: Path) -> dict:
         in_channels=WAN_LATENT_CHANNELS, out_channels=WAN_LATENT_CHANNELS, text_dim=TEXT_DIM, freq_dim=32,
         ffn_dim=64, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
     )
-    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=WAN_FLOW_SHIFT)
+    # The published Wan 2.1 1.3B shift, as the Euler scheduler the trainer reads it as.
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=published.wan21_scheduler()["flow_shift"])
     return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae, "transformer": transformer,
             "scheduler": scheduler}
 
