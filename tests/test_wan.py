@@ -11,6 +11,7 @@ shared: u, eps and the per-sample seeds come from the trainer's keyed generators
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 
 import pytest
@@ -44,7 +45,7 @@ def _euler_cfg_sample(transformer, k, embeds, negative, seeds, shape) -> torch.T
     last = _shift(torch.tensor(1 / T, dtype=torch.float64), k)
     sigmas = torch.cat([_shift(torch.linspace(1, float(last), STEPS, dtype=torch.float64), k), torch.zeros(1)])
     x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]).double()
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    for s, s_next in itertools.pairwise(sigmas):
         t = torch.full((len(seeds),), float(s * T))
         with torch.no_grad():
             uncond = _velocity(transformer, x.float(), t, negative.expand_as(embeds)).double()
@@ -245,7 +246,7 @@ def test_real_shape_wan_has_the_published_architecture():
         vae = diffusers.AutoencoderKLWan(**published.wan21_vae())
         encoder = UMT5EncoderModel(UMT5Config(**published.umt5_xxl_encoder()))
     dim, ffn, blocks, text, freq, patch_out = 1536, 8960, 30, 4096, 256, 16 * 4
-    linear = lambda i, o: i * o + o  # noqa: E731
+    linear = lambda i, o: i * o + o
     block = (8 * linear(dim, dim)  # self- and cross-attention q, k, v, out
              + 4 * dim  # q / k RMS norms of both attentions
              + 2 * dim  # the cross-attention LayerNorm (cross_attn_norm)

@@ -16,7 +16,7 @@ Every loss (SePPO, Diffusion-DPO, SFT) and the AAF anchor compare the model's ou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
@@ -70,7 +70,7 @@ class FlowMatchingNoise:
         return timesteps.float() / self.config.num_train_timesteps
 
 
-NoiseProcess = Union[DDPMScheduler, FlowMatchingNoise]
+NoiseProcess = DDPMScheduler | FlowMatchingNoise
 
 
 def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConfig | None = None) -> NoiseProcess:
