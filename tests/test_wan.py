@@ -61,10 +61,11 @@ def _perturb(adapter, scale: float, seed: int) -> None:
             param.add_(scale * torch.randn(param.shape, generator=generator))
 
 
-@pytest.mark.parametrize("sampling", ["uniform", "logit_normal"])
-def test_flow_matching_seppo_loss_equals_the_hand_computation(sampling, tmp_path):
+@pytest.mark.parametrize("sampling,checkpointing", [("uniform", False), ("logit_normal", False), ("uniform", True)])
+def test_flow_matching_seppo_loss_equals_the_hand_computation(sampling, checkpointing, tmp_path):
     config = load_config(None, [
-        *WAN, f"output_dir={tmp_path / 'run'}", "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}",
+        *WAN, f"output_dir={tmp_path / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
+        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}",
         f"seppo.ref_guidance_scale={GUIDANCE}", f"model.noise_scheduler.timestep_sampling={sampling}",
         "model.noise_scheduler.logit_mean=0.5",  # off-centre, so the direction of u matters
     ])
