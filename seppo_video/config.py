@@ -57,8 +57,8 @@ def is_flow_matching(schedule: dict[str, Any]) -> bool:
     """Whether a scheduler config (``scheduler_config.json`` as a dict) is a flow-matching one:
     a flow-matching scheduler class, or a multistep solver in its flow mode (the published Wan 2.1
     Diffusers folders ship ``UniPCMultistepScheduler`` with ``prediction_type: flow_prediction``)."""
-    return (schedule.get("_class_name") in FLOW_MATCHING_SCHEDULERS
-            or schedule.get("prediction_type") == "flow_prediction" or bool(schedule.get("use_flow_sigmas")))
+    flow_mode = bool(schedule.get("use_flow_sigmas")) and schedule.get("prediction_type") == "flow_prediction"
+    return schedule.get("_class_name") in FLOW_MATCHING_SCHEDULERS or flow_mode
 
 
 @dataclass

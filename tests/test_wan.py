@@ -282,3 +282,11 @@ def test_a_unipc_flow_folder_trains_and_samples_as_flow_matching_euler(tmp_path)
     assert adapter.scheduler_config["_class_name"] == "FlowMatchEulerDiscreteScheduler"
     assert adapter.scheduler_config["shift"] == 5.0
     assert isinstance(noise_process(adapter.scheduler_config), FlowMatchingNoise)
+
+
+def test_a_scheduler_of_the_other_kind_is_refused():
+    from seppo_video.models.tiny import ensure_tiny
+
+    with pytest.raises(ConfigError, match=r"model.pretrained: .* flow-matching FlowMatchEulerDiscreteScheduler.*'sd'"):
+        check_model_fits(load_config(None, ["model.kind=sd", "model.trainable=lora", "data.num_frames=1",
+                                            f"model.pretrained={ensure_tiny('wan')}"]))

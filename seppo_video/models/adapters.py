@@ -31,6 +31,7 @@ from einops import rearrange
 from torch import nn
 
 from seppo_video.config import (
+    FLOW_MATCHING_SCHEDULERS,
     FLOW_SAMPLING_KEYS,
     PREDICTION_TYPES,
     Config,
@@ -562,6 +563,12 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
     folder = _component_config(paths.pipeline / "scheduler", "model.pretrained", "scheduler_config.json")
     explicit = {key: value for key, value in dataclasses.asdict(overrides).items() if value is not None}
     flow = is_flow_matching(folder)
+    if flow != (ADAPTERS[kind].sampler_class_name in FLOW_MATCHING_SCHEDULERS):
+        found = "a flow-matching" if flow else "a DDPM-style"
+        raise ConfigError(
+            f"model.pretrained: {paths.pipeline / 'scheduler'} holds {found} {folder.get('_class_name')}, which "
+            f"model.kind={kind!r} does not train (is model.kind right for this folder?)"
+        )
     foreign = [key for key in explicit if key in (_DDPM_ONLY_KEYS if flow else _FLOW_ONLY_KEYS)]
     if foreign:
         allowed = _FLOW_ONLY_KEYS if flow else _DDPM_ONLY_KEYS
