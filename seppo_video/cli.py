@@ -132,7 +132,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 # The real-shape variants of each kind (the first is the default); kept here so that checking
 # --variant imports nothing heavy. seppo_video.models.real.VARIANTS is the same table.
-REAL_VARIANTS = {"animatediff": ("v1-5-2", "v3"), "sd": ("sd15", "sd21-v"), "modelscope": ("ms-1.7b",)}
+REAL_VARIANTS = {"animatediff": ("v1-5-2", "v3"), "sd": ("sd15", "sd21-v"), "modelscope": ("ms-1.7b",),
+                 "wan": ("t2v-1.3b",)}
 
 
 def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
@@ -146,7 +147,7 @@ def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
         "architectures (widths, heads, motion modules, VAE, scheduler, prediction type) with random "
         "weights and a 2-layer text encoder; several GB on disk.",
     )
-    p.add_argument("--kind", choices=["animatediff", "modelscope", "sd"], required=True)
+    p.add_argument("--kind", choices=["animatediff", "modelscope", "sd", "wan"], required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", choices=["tiny", "real"], default="tiny")
@@ -157,9 +158,11 @@ def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
 
 def _variant_error(args: argparse.Namespace) -> str | None:
     """Why ``--variant`` does not fit ``--kind`` / ``--shape`` (None: it fits)."""
+    if args.shape == "real" and args.kind not in REAL_VARIANTS:
+        return f"--shape real: no real-shape {args.kind} model (real shapes: {', '.join(REAL_VARIANTS)})"
     if args.variant is None:
         return None
-    allowed = REAL_VARIANTS[args.kind]
+    allowed = REAL_VARIANTS.get(args.kind, ())
     if args.shape != "real":
         return f"--variant applies to --shape real only (the {args.kind} variants: {', '.join(allowed)})"
     if args.variant not in allowed:

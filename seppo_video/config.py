@@ -45,6 +45,20 @@ Trainable = Literal["motion", "lora", "full"]
 Precision = Literal["no", "fp16", "bf16"]
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 PREDICTION_TYPES: tuple[str, ...] = typing.get_args(PredictionType)
+TimestepSampling = Literal["uniform", "logit_normal"]
+# Scheduler classes whose config describes a rectified-flow (flow-matching) model rather than a
+# DDPM one: x_t = (1 - s) x0 + s eps, the network predicts the velocity eps - x0.
+FLOW_MATCHING_SCHEDULERS: tuple[str, ...] = ("FlowMatchEulerDiscreteScheduler",)
+# NoiseSchedulerConfig keys that shape how training draws s, not the diffusers scheduler itself.
+FLOW_SAMPLING_KEYS: tuple[str, ...] = ("timestep_sampling", "logit_mean", "logit_std")
+
+
+def is_flow_matching(schedule: dict[str, Any]) -> bool:
+    """Whether a scheduler config (``scheduler_config.json`` as a dict) is a flow-matching one:
+    a flow-matching scheduler class, or a multistep solver in its flow mode (the published Wan 2.1
+    Diffusers folders ship ``UniPCMultistepScheduler`` with ``prediction_type: flow_prediction``)."""
+    flow_mode = bool(schedule.get("use_flow_sigmas")) and schedule.get("prediction_type") == "flow_prediction"
+    return schedule.get("_class_name") in FLOW_MATCHING_SCHEDULERS or flow_mode
 
 
 @dataclass
@@ -71,11 +85,21 @@ class NoiseSchedulerConfig:
     prediction_type: PredictionType | None = None
     timestep_spacing: Literal["leading", "linspace", "trailing"] | None = None
     rescale_betas_zero_snr: bool | None = None
+    # Flow-matching backbones (Wan) only. ``shift``: FlowMatchEulerDiscreteScheduler's sigma shift
+    # s' = shift * s / (1 + (shift - 1) * s), for training draws and reference sampling alike
+    # (null: the pipeline folder's). ``timestep_sampling``: the density of the noise level u in
+    # [0, 1] before the shift (training uses the scheduler's shifted sigma table entry for u):
+    # ``uniform`` (the default) or ``logit_normal`` (u = sigmoid(N(logit_mean, logit_std)), SD3's
+    # choice, defaults 0 and 1); see README "Flow matching".
+    shift: float | None = None
+    timestep_sampling: TimestepSampling | None = None
+    logit_mean: float | None = None
+    logit_std: float | None = None
 
 
 @dataclass
 class ModelConfig:
-    kind: Literal["animatediff", "modelscope", "sd"] = "animatediff"
+    kind: Literal["animatediff", "modelscope", "sd", "wan"] = "animatediff"
     # A local diffusers directory, or "tiny" for the embedded random-init model
     # (built on first use in the cache). AnimateDiff: the SD-1.5 pipeline folder.
     pretrained: str = "tiny"
@@ -311,6 +335,10 @@ def validate(config: Config) -> None:
         ("model.lora.alpha", model.lora.alpha, _positive(model.lora.alpha), "positive"),
         ("model.lora.targets", model.lora.targets, bool(model.lora.targets), "a non-empty list of module names"),
         ("model.lora.dropout", model.lora.dropout, 0 <= model.lora.dropout < 1, "in [0, 1)"),
+        ("model.noise_scheduler.shift", model.noise_scheduler.shift,
+         model.noise_scheduler.shift is None or _positive(model.noise_scheduler.shift), "positive or null"),
+        ("model.noise_scheduler.logit_std", model.noise_scheduler.logit_std,
+         model.noise_scheduler.logit_std is None or _positive(model.noise_scheduler.logit_std), "positive or null"),
         ("data.num_frames", data.num_frames, data.num_frames > 0, "positive"),
         ("data.resolution", data.resolution, data.resolution > 0, "positive"),
         ("data.frame_stride", data.frame_stride, data.frame_stride > 0, "positive"),
@@ -363,6 +391,9 @@ def validate(config: Config) -> None:
                           "(it regularises the preference methods seppo, dpo, spin, ditto)")
     if config.model.kind == "sd" and config.model.trainable == "motion":
         raise ConfigError("model.trainable: 'motion' needs a temporal backbone; for model.kind='sd' use 'lora' or 'full'")
+    if config.model.kind == "wan" and config.model.trainable == "motion":
+        raise ConfigError("model.trainable: 'motion' needs separate temporal layers; Wan's transformer blocks attend "
+                          "over space and time together, so for model.kind='wan' use 'lora' or 'full'")
     if config.model.kind == "sd" and config.data.num_frames != 1:
         raise ConfigError("data.num_frames: the image backbone (model.kind='sd') takes exactly 1 frame")
     if config.model.kind == "animatediff" and config.model.pretrained != "tiny" and not config.model.motion_adapter:

@@ -6,11 +6,13 @@ What an export folder holds, by trainable mode:
   ``AnimateDiffPipeline.from_pretrained(sd15, motion_adapter=MotionAdapter.from_pretrained(it))``).
 - ``lora``: ``lora/pytorch_lora_weights.safetensors`` (``pipe.load_lora_weights(it)``).
 - ``full``, or ``motion`` on ModelScope (whose temporal layers are not a
-  separate diffusers component): ``unet/`` (a complete UNet folder).
+  separate diffusers component): ``unet/`` (a complete UNet folder); for Wan,
+  ``transformer/`` (a complete ``WanTransformer3DModel`` folder).
 
 Beside them, ``scheduler/`` is the noise schedule the weights were trained with
 (AnimateDiff's linear betas, the prediction type: pass it to the pipeline as
-``scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')``),
+``scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')``; for Wan a
+``FlowMatchEulerDiscreteScheduler`` with the training ``shift``),
 ``seppo_export.json`` names the base model, and ``README.md`` is a model card
 (base model, method, weights, schedule, config, steps).
 
@@ -55,8 +57,6 @@ def export_weights(
     ``weights`` says what its trainable tensors hold, for the model card: ``policy`` or
     ``ema`` (the caller has copied the EMA weights in).
     """
-    from diffusers import DDIMScheduler
-
     unet = adapter.unet
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
@@ -65,15 +65,15 @@ def export_weights(
             _save_lora(adapter, unet, tmp / "lora")
             component = "lora"
         elif mode == "lora":  # UNet3D has no diffusers LoRA loader: ship the merged UNet
-            _save_full_unet(_merged_copy(unet), tmp / "unet")
-            component = "unet"
+            component = adapter.denoiser_folder
+            _save_full_unet(_merged_copy(unet), tmp / component)
         elif mode == "motion" and adapter.kind == "animatediff":
             unet.save_motion_modules(str(tmp / "motion_adapter"))
             component = "motion_adapter"
         else:
-            _save_full_unet(unet, tmp / "unet")
-            component = "unet"
-        DDIMScheduler.from_config(adapter.scheduler_config).save_pretrained(str(tmp / "scheduler"))
+            component = adapter.denoiser_folder  # unet/, or transformer/ for Wan
+            _save_full_unet(unet, tmp / component)
+        adapter.sampling_scheduler().save_pretrained(str(tmp / "scheduler"))
         info = {
             "format": 1,
             "kind": adapter.kind,
@@ -84,6 +84,7 @@ def export_weights(
             "weights": weights,
             "prediction_type": adapter.prediction_type,
             "beta_schedule": adapter.scheduler_config.get("beta_schedule"),
+            "flow_shift": adapter.scheduler_config.get("shift"),  # flow-matching backbones only
             "base": {
                 "pretrained": model_config.pretrained,
                 "motion_adapter": model_config.motion_adapter,
@@ -96,12 +97,10 @@ def export_weights(
 
 def _save_lora(adapter: VideoDiffusionAdapter, unet: torch.nn.Module, directory: Path) -> None:
     import diffusers
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
 
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     pipeline_class = getattr(diffusers, adapter.pipeline_class_name)
-    pipeline_class.save_lora_weights(str(directory), unet_lora_layers=layers, safe_serialization=True)
+    layers = {adapter.lora_layers_argument: adapter.lora_layers()}
+    pipeline_class.save_lora_weights(str(directory), **layers, safe_serialization=True)
 
 
 def _merged_copy(unet: torch.nn.Module) -> torch.nn.Module:
@@ -132,7 +131,16 @@ def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
         "AnimateDiffPipeline.from_pretrained(<base>, motion_adapter=...)",
         "lora": "pipe.load_lora_weights('<export>/lora')",
         "unet": "the UNet class's from_pretrained('<export>/unet') passed as unet=... to the pipeline",
+        "transformer": "WanTransformer3DModel.from_pretrained('<export>/transformer') passed as transformer=... "
+        "to WanPipeline.from_pretrained(<base>)",
     }[info["component"]]
+    if info.get("flow_shift") is not None:
+        schedule = (f"- noise schedule: flow matching (velocity target), shift {info['flow_shift']} "
+                    "(`scheduler/`: pass `scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained('<export>/scheduler')` "
+                    "to the pipeline)")
+    else:
+        schedule = (f"- noise schedule: {info['beta_schedule']} betas, prediction type {info['prediction_type']} "
+                    "(`scheduler/`: pass `scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')` to the pipeline)")
     card = [
         "# seppo-video export",
         "",
@@ -144,8 +152,7 @@ def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
         f"- optimizer steps: {info['steps']}",
         "- weights: " + ("the EMA of the policy (train.ema.enabled)" if info["weights"] == "ema"
                          else "the policy at its last optimizer step (no EMA)"),
-        f"- noise schedule: {info['beta_schedule']} betas, prediction type {info['prediction_type']} "
-        "(`scheduler/`: pass `scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')` to the pipeline)",
+        schedule,
         f"- load with: {load} (or `seppo-video sample --model <export>`)",
     ]
     if run_config:
@@ -164,6 +171,9 @@ def read_export_info(path: str | Path) -> dict[str, Any] | None:
 def load_pipeline(model: str | Path, scheduler: str = "ddim"):
     """A diffusers pipeline for ``model``: an export folder, a pipeline folder,
     an AnimateDiff folder (``sd/`` + ``motion_adapter/``), or ``tiny:<kind>``.
+
+    ``scheduler="ddim"`` samples the DDPM backbones with DDIM; flow-matching backbones (Wan)
+    always sample with their own flow-matching Euler scheduler.
     """
     import diffusers
 
@@ -181,17 +191,18 @@ def load_pipeline(model: str | Path, scheduler: str = "ddim"):
         kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_dir or base.motion_adapter)
     if kind == "sd":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    if info and info["component"] == "unet":
+    if info and info["component"] == adapter_class.denoiser_folder:
         unet_class = getattr(diffusers, adapter_class.unet_class_name)
-        kwargs["unet"] = unet_class.from_pretrained(Path(model) / "unet")
+        kwargs[adapter_class.denoiser_folder] = unet_class.from_pretrained(Path(model) / adapter_class.denoiser_folder)
     pipe = pipeline_class.from_pretrained(str(base.pipeline), **kwargs)
     if info and info["component"] == "lora":
         pipe.load_lora_weights(str(Path(model) / "lora"))
+    sampler = getattr(diffusers, adapter_class.sampler_class_name)
     if info is not None:  # the schedule the weights were trained with, not the base folder's
-        pipe.scheduler = diffusers.DDIMScheduler.from_pretrained(str(Path(model) / "scheduler"))
+        pipe.scheduler = sampler.from_pretrained(str(Path(model) / "scheduler"))
     else:  # a base model: the backbone's own training schedule (AnimateDiff's linear betas)
-        pipe.scheduler = diffusers.DDIMScheduler.from_config({**pipe.scheduler.config, **BACKBONE_SCHEDULES.get(kind, {})})
-    if scheduler == "ddim":
+        pipe.scheduler = sampler.from_config({**pipe.scheduler.config, **BACKBONE_SCHEDULES.get(kind, {})})
+    if scheduler == "ddim" and adapter_class.sampler_class_name == "DDIMScheduler":
         pipe.scheduler = diffusers.DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -212,7 +223,7 @@ def _locate_base(model: str | Path) -> tuple[str, ModelPaths]:
             "(model_index.json), nor an AnimateDiff folder (sd/ + motion_adapter/)"
         )
     class_name = json.loads(index.read_text()).get("_class_name", "")
-    kinds = {"TextToVideoSDPipeline": "modelscope", "StableDiffusionPipeline": "sd"}
+    kinds = {"TextToVideoSDPipeline": "modelscope", "StableDiffusionPipeline": "sd", "WanPipeline": "wan"}
     if class_name not in kinds:
         raise ValueError(
             f"{index}: pipeline class {class_name!r} is not supported here; for AnimateDiff pass a folder "

@@ -40,7 +40,7 @@ from seppo_video.models.adapters import VideoDiffusionAdapter, check_model_fits,
 from seppo_video.seppo.health import COLLAPSE_WINDOW, WATCHED, CollapseAlarm, collapse_alarm
 from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
 from seppo_video.seppo.methods import MethodSpec, resolve_method
-from seppo_video.seppo.noise import NoisedBatch, noise_pairs, noise_winners
+from seppo_video.seppo.noise import NoisedBatch, noise_pairs, noise_process, noise_winners
 from seppo_video.seppo.pool import ReferencePool
 from seppo_video.seppo.reference import SwappedModule, inference_mode
 from seppo_video.seppo.sampler import sample_latents
@@ -79,7 +79,6 @@ class Run:
 def setup(config: Config) -> Run:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
 
     from seppo_video.data import build_dataset, model_id_for
@@ -106,7 +105,7 @@ def setup(config: Config) -> Run:
         check_model_fits(config)
         dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
                                 model_id=model_id_for(config.model), seed=config.seed)
-        adapter = load_adapter(config.model)
+        adapter = load_adapter(config.model, seed=config.seed)
     adapter.unet.train(config.train.policy_dropout)  # references switch to eval mode themselves
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
     adapter.to(accelerator.device, dtype=weight_dtype)  # frozen VAE / text encoder in the inference dtype
@@ -141,7 +140,7 @@ def setup(config: Config) -> Run:
         ema=ema,
         pool=pool,
         dataset=dataset,
-        noise_scheduler=DDPMScheduler.from_config(adapter.scheduler_config),
+        noise_scheduler=noise_process(adapter.scheduler_config, config.model.noise_scheduler),  # DDPM or flow
         negative_embeds=adapter.encode_prompt([""]),
         autocast_dtype=weight_dtype,
         out=out,
@@ -655,5 +654,5 @@ def export_checkpoint(run_dir: Path, which: str = "latest", out: Path | None = N
 def noise_schedule_summary(adapter: VideoDiffusionAdapter) -> dict[str, Any]:
     """The schedule settings that decide training targets and sampling (for summary.json)."""
     keys = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps", "prediction_type",
-            "timestep_spacing", "rescale_betas_zero_snr")
+            "timestep_spacing", "rescale_betas_zero_snr", "shift")
     return {key: adapter.scheduler_config.get(key) for key in keys}

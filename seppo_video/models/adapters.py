@@ -1,4 +1,4 @@
-"""One interface over three backbones, on video latents ``[B, C, F, H, W]``.
+"""One interface over four backbones, on video latents ``[B, C, F, H, W]``.
 
 Everything above this module (loss, pool, sampler, training loop) sees only
 video latents and prompt embeddings. The layout quirks of each backbone live
@@ -10,6 +10,12 @@ here and nowhere else:
   it itself.
 - SD (``UNet2DConditionModel``) has no time axis: frames are folded into the
   batch (``F = 1`` is the image case).
+- Wan 2.1 (``WanTransformer3DModel``) is a flow-matching transformer over a causal 3D VAE's
+  latents: ``F`` pixel frames become ``1 + (F - 1) // 4`` latent frames, its text encoder is
+  UMT5, and its timestep is ``s * 1000`` for the flow sigma ``s``.
+
+``unet`` is each adapter's trained denoiser, whatever its architecture (Wan's is a transformer):
+checkpoints, the reference pool and exports all address it by that one name.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from einops import rearrange
 from torch import nn
 
 from seppo_video.config import (
+    FLOW_MATCHING_SCHEDULERS,
+    FLOW_SAMPLING_KEYS,
     PREDICTION_TYPES,
     Config,
     ConfigError,
     LoraConfig,
     ModelConfig,
     NoiseSchedulerConfig,
+    is_flow_matching,
     require_package,
 )
 from seppo_video.models.tiny import ensure_tiny
@@ -57,23 +66,32 @@ class VideoDiffusionAdapter:
     ``unet`` is the module that is trained; ``vae`` and ``text_encoder`` stay
     frozen. Subclasses only say how to load the UNet, how to call it on
     ``[B, C, F, H, W]`` latents, which parameters are temporal, and which
-    diffusers pipeline class samples from it.
+    diffusers pipeline class samples from it; the class names below say which
+    diffusers / transformers classes its pipeline folder holds.
     """
 
     kind: str = ""
     pipeline_class_name: str = ""
-    unet_class_name: str = ""  # the diffusers class stored in the pipeline's unet/ folder
+    unet_class_name: str = ""  # the diffusers class of the trained denoiser, in the pipeline's ``denoiser_folder``
+    denoiser_folder: str = "unet"
+    vae_class_name: str = "AutoencoderKL"
+    text_encoder_class_name: str = "CLIPTextModel"  # transformers classes
+    tokenizer_class_name: str = "CLIPTokenizer"
+    sampler_class_name: str = "DDIMScheduler"  # the scheduler that samples (reference samples, exports)
+    lora_layers_argument: str = "unet_lora_layers"  # the pipeline's ``save_lora_weights`` keyword
 
     def __init__(self, paths: ModelPaths, unet: nn.Module, vae_chunk_frames: int = 8,
                  noise_scheduler: NoiseSchedulerConfig | None = None):
-        from diffusers import AutoencoderKL
-        from transformers import CLIPTextModel, CLIPTokenizer
+        import diffusers
+        import transformers
 
         self.paths = paths
         self.unet = unet
-        self.vae = AutoencoderKL.from_pretrained(paths.pipeline, subfolder="vae")
-        self.text_encoder = CLIPTextModel.from_pretrained(paths.pipeline, subfolder="text_encoder")
-        self.tokenizer = CLIPTokenizer.from_pretrained(paths.pipeline, subfolder="tokenizer")
+        self.vae = getattr(diffusers, self.vae_class_name).from_pretrained(paths.pipeline, subfolder="vae")
+        self.text_encoder = getattr(transformers, self.text_encoder_class_name).from_pretrained(
+            paths.pipeline, subfolder="text_encoder")
+        self.tokenizer = getattr(transformers, self.tokenizer_class_name).from_pretrained(
+            paths.pipeline, subfolder="tokenizer")
         # One schedule for the training noise, the training target, the reference sampler and the export.
         self.scheduler_config = resolve_noise_schedule(self.kind, paths, noise_scheduler or NoiseSchedulerConfig())
         self.vae_chunk_frames = vae_chunk_frames
@@ -87,7 +105,7 @@ class VideoDiffusionAdapter:
         """``options``: ``vae_chunk_frames``, ``noise_scheduler`` (see ``__init__``)."""
         import diffusers
 
-        unet = getattr(diffusers, cls.unet_class_name).from_pretrained(paths.pipeline, subfolder="unet")
+        unet = getattr(diffusers, cls.unet_class_name).from_pretrained(paths.pipeline, subfolder=cls.denoiser_folder)
         return cls(paths, unet, **options)
 
     # ------------------------------------------------------------ properties
@@ -110,8 +128,9 @@ class VideoDiffusionAdapter:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "VideoDiffusionAdapter":
         """Move the frozen parts (optionally cast); the UNet is placed by accelerate."""
-        self.vae.to(device, dtype=dtype)
-        self.text_encoder.to(device, dtype=dtype)
+        for frozen in (self.vae, self.text_encoder):
+            # no dtype argument unless casting: diffusers warns about modules kept in fp32 (Wan's VAE) otherwise
+            frozen.to(device) if dtype is None else frozen.to(device, dtype=dtype)
         return self
 
     # ------------------------------------------------------------ the UNet call
@@ -232,6 +251,14 @@ class VideoDiffusionAdapter:
         if not any(p.requires_grad for p in self.unet.parameters()):
             raise ConfigError(f"model.trainable={mode!r} selected no parameter of the {self.kind} UNet")
 
+    def lora_layers(self) -> dict[str, torch.Tensor]:
+        """The LoRA tensors in the naming the pipeline's ``load_lora_weights`` reads for a UNet
+        (diffusers' own, as diffusers' UNet LoRA training scripts save them)."""
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        return convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
+
     def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.unet.named_parameters() if p.requires_grad)
 
@@ -259,11 +286,16 @@ class VideoDiffusionAdapter:
     def build_pipeline(self, scheduler=None):
         """The standard diffusers pipeline around this adapter's modules (no copies)."""
         import diffusers
-        from diffusers import DDIMScheduler
 
-        scheduler = scheduler or DDIMScheduler.from_config(self.scheduler_config)
+        scheduler = scheduler or self.sampling_scheduler()
         cls = getattr(diffusers, self.pipeline_class_name)
         return cls(**self._pipeline_parts(scheduler))
+
+    def sampling_scheduler(self):
+        """The backbone's sampler (``sampler_class_name``) on the training schedule."""
+        import diffusers
+
+        return getattr(diffusers, self.sampler_class_name).from_config(self.scheduler_config)
 
     def _pipeline_parts(self, scheduler) -> dict:
         return {
@@ -358,6 +390,113 @@ class ImageAdapter(VideoDiffusionAdapter):
         }
 
 
+class WanAdapter(VideoDiffusionAdapter):
+    """Wan 2.1 text-to-video: ``WanTransformer3DModel`` on ``AutoencoderKLWan`` latents, UMT5 text.
+
+    Flow matching (the scheduler folder holds a ``FlowMatchEulerDiscreteScheduler``): the
+    transformer predicts the velocity ``eps - x0`` at timestep ``s * T``. Its blocks attend over
+    space and time together, so there is no separate temporal part (train ``lora`` or ``full``).
+    """
+
+    kind = "wan"
+    pipeline_class_name = "WanPipeline"
+    unet_class_name = "WanTransformer3DModel"
+    denoiser_folder = "transformer"
+    vae_class_name = "AutoencoderKLWan"
+    text_encoder_class_name = "UMT5EncoderModel"
+    tokenizer_class_name = "AutoTokenizer"
+    sampler_class_name = "FlowMatchEulerDiscreteScheduler"
+    lora_layers_argument = "transformer_lora_layers"
+    max_sequence_length = 512  # WanPipeline's default: every prompt row is padded to it
+
+    @property
+    def prediction_type(self) -> str:
+        return "flow_prediction"  # diffusers' name for the velocity target (UniPC's flow mode)
+
+    def _forward(self, unet, latents, timesteps, prompt_embeds):
+        return unet(hidden_states=latents, timestep=timesteps, encoder_hidden_states=prompt_embeds,
+                    return_dict=False)[0]
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """UMT5 states ``[B, 512, D]`` as ``WanPipeline`` computes them: cleaned prompts, the
+        attention mask, and the states past each prompt's length set to zero."""
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+        tokens = self.tokenizer(
+            [prompt_clean(p) for p in prompts],
+            padding="max_length",
+            max_length=self.max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        device = next(self.text_encoder.parameters()).device
+        mask = tokens.attention_mask.to(device)
+        states = self.text_encoder(tokens.input_ids.to(device), mask).last_hidden_state
+        return states * mask.unsqueeze(-1).to(states.dtype)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, self.vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(self.vae.config.latents_mean).view(shape).to(like.device, like.dtype)
+        std = torch.tensor(self.vae.config.latents_std).view(shape).to(like.device, like.dtype)
+        return mean, std
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels ``[B, 3, F, H, W]`` in [-1, 1] (``F = 1 + 4k``) to normalised latents ``[B, C, 1 + k, h, w]``.
+
+        The causal VAE sees whole clips (it streams them four frames at a time through its
+        feature cache itself, so ``vae_chunk_frames`` does not apply), one video per call.
+        Latents are ``(z - latents_mean) / latents_std``, the inverse of WanPipeline's decode.
+        """
+        vae_dtype = next(self.vae.parameters()).dtype
+        latents = []
+        for video in pixels.split(1):
+            posterior = self.vae.encode(video.to(self.vae.device, vae_dtype)).latent_dist
+            latents.append(posterior.sample(generator) if generator is not None else posterior.mode())
+        z = torch.cat(latents)
+        mean, std = self._latent_stats(z)
+        return ((z - mean) / std).contiguous()
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1]."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        mean, std = self._latent_stats(latents.to(vae_dtype))
+        z = latents.to(self.vae.device, vae_dtype) * std + mean
+        return torch.cat([self.vae.decode(video).sample for video in z.split(1)]).clamp(-1, 1)
+
+    def set_attention_backend(self, backend: str) -> None:
+        # Wan's attention processors go through diffusers' attention dispatcher, whose default is
+        # torch SDPA: keep them (AttnProcessor2_0 would drop the rotary embedding) and only switch
+        # the dispatcher's backend for xformers.
+        if backend == "sdpa":
+            return
+        if backend == "xformers":
+            require_package("model.attention", backend)
+            self.unet.set_attention_backend("xformers")
+        else:
+            raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
+
+    def lora_layers(self) -> dict[str, torch.Tensor]:
+        """peft's own naming, which the transformer LoRA loaders (WanLoraLoaderMixin) read, as
+        diffusers' transformer LoRA training scripts save them."""
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.unet)
+
+    def _pipeline_parts(self, scheduler) -> dict:
+        return {
+            "vae": self.vae,
+            "text_encoder": self.text_encoder,
+            "tokenizer": self.tokenizer,
+            "transformer": self.unet,
+            "scheduler": scheduler,
+        }
+
+
 _CHECKPOINTED_CLASSES: dict[type, type] = {}
 
 
@@ -383,6 +522,7 @@ ADAPTERS: dict[str, type[VideoDiffusionAdapter]] = {
     "animatediff": AnimateDiffAdapter,
     "modelscope": ModelScopeAdapter,
     "sd": ImageAdapter,
+    "wan": WanAdapter,
 }
 
 
@@ -406,11 +546,40 @@ def resolve_paths(config: ModelConfig) -> ModelPaths:
     return ModelPaths(pipeline, motion)
 
 
+# The model.noise_scheduler keys that only one kind of forward process has.
+_DDPM_ONLY_KEYS = ("beta_schedule", "beta_start", "beta_end", "prediction_type", "timestep_spacing",
+                   "rescale_betas_zero_snr")
+_FLOW_ONLY_KEYS = ("shift", *FLOW_SAMPLING_KEYS)
+
+
 def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedulerConfig) -> dict:
     """The scheduler config training uses: the pipeline folder's, then the backbone's defaults
-    (``BACKBONE_SCHEDULES``), then the config's ``model.noise_scheduler`` settings."""
+    (``BACKBONE_SCHEDULES``), then the config's ``model.noise_scheduler`` settings.
+
+    A flow-matching folder (Wan) takes only the flow keys (``shift``); a DDPM one only the beta /
+    prediction keys. The flow timestep density (``timestep_sampling``, ``logit_*``) is a training
+    setting, not part of the diffusers scheduler, and is left out of the returned config.
+    """
     folder = _component_config(paths.pipeline / "scheduler", "model.pretrained", "scheduler_config.json")
     explicit = {key: value for key, value in dataclasses.asdict(overrides).items() if value is not None}
+    flow = is_flow_matching(folder)
+    if flow != (ADAPTERS[kind].sampler_class_name in FLOW_MATCHING_SCHEDULERS):
+        found = "a flow-matching" if flow else "a DDPM-style"
+        raise ConfigError(
+            f"model.pretrained: {paths.pipeline / 'scheduler'} holds {found} {folder.get('_class_name')}, which "
+            f"model.kind={kind!r} does not train (is model.kind right for this folder?)"
+        )
+    foreign = [key for key in explicit if key in (_DDPM_ONLY_KEYS if flow else _FLOW_ONLY_KEYS)]
+    if foreign:
+        allowed = _FLOW_ONLY_KEYS if flow else _DDPM_ONLY_KEYS
+        process = f"a flow-matching {folder['_class_name']}" if flow else "a DDPM-style"
+        raise ConfigError(
+            f"model.noise_scheduler.{foreign[0]}: {paths.pipeline / 'scheduler'} is {process} scheduler, "
+            f"which has no such setting (allowed here: {', '.join(allowed)})"
+        )
+    explicit = {key: value for key, value in explicit.items() if key not in FLOW_SAMPLING_KEYS}
+    if flow:
+        return {**_flow_match_config(folder), **explicit}
     schedule = {**folder, **BACKBONE_SCHEDULES.get(kind, {}), **explicit}
     schedule.setdefault("prediction_type", "epsilon")
     if schedule["prediction_type"] not in PREDICTION_TYPES:
@@ -419,6 +588,22 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
             f"{schedule['prediction_type']!r}, which this trainer cannot train (allowed: {', '.join(PREDICTION_TYPES)})"
         )
     return schedule
+
+
+def _flow_match_config(folder: dict) -> dict:
+    """A flow-matching folder's schedule as a ``FlowMatchEulerDiscreteScheduler`` config.
+
+    A UniPC folder in flow mode (the published Wan 2.1 layout) becomes the Euler scheduler with its
+    ``flow_shift`` as ``shift``: training draws, reference sampling and the export then share one
+    set of shifted sigmas.
+    """
+    if folder.get("_class_name") == "FlowMatchEulerDiscreteScheduler":
+        return dict(folder)
+    return {
+        "_class_name": "FlowMatchEulerDiscreteScheduler",
+        "num_train_timesteps": folder.get("num_train_timesteps", 1000),
+        "shift": folder.get("flow_shift", 1.0),
+    }
 
 
 def check_model_fits(config: Config) -> None:
@@ -436,6 +621,9 @@ def check_model_fits(config: Config) -> None:
             f"with {schedule['num_train_timesteps']} timesteps (set it to {schedule['num_train_timesteps']})"
         )
     vae = _component_config(paths.pipeline / "vae", "model.pretrained")
+    if config.model.kind == "wan":
+        _check_wan_fits(config, paths, vae)
+        return
     factor = 2 ** (len(vae["block_out_channels"]) - 1)
     resolution = config.data.resolution
     if resolution % factor:
@@ -453,6 +641,33 @@ def check_model_fits(config: Config) -> None:
             )
 
 
+def _check_wan_fits(config: Config, paths: ModelPaths, vae: dict) -> None:
+    """Wan's VAE keeps frame 0 and compresses every 4 (``scale_factor_temporal``) after it, and its
+    transformer patches the latents: frames must be ``1 + 4k``, the resolution a multiple of the
+    VAE's spatial factor times the patch size (WanPipeline's own check, 16 for Wan 2.1)."""
+    temporal = vae.get("scale_factor_temporal") or 4
+    frames = config.data.num_frames
+    if (frames - 1) % temporal:
+        below = (frames - 1) // temporal * temporal + 1
+        raise ConfigError(
+            f"data.num_frames: {frames} is not 1 + {temporal}k, the clip lengths Wan's causal VAE encodes "
+            f"(use {below} or {below + temporal}: {1 + (below - 1) // temporal} or {2 + (below - 1) // temporal} "
+            "latent frames)"
+        )
+    transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
+    factor = (vae.get("scale_factor_spatial") or 8) * transformer["patch_size"][-1]
+    resolution = config.data.resolution
+    if resolution % factor:
+        below, above = resolution // factor * factor, (resolution // factor + 1) * factor
+        raise ConfigError(
+            f"data.resolution: {resolution} is not a multiple of {factor}, the VAE's downsampling factor times the "
+            f"transformer's patch size (use {below or above} or {above})"
+        )
+    if config.seppo.ref_eta:
+        raise ConfigError(f"seppo.ref_eta: {config.seppo.ref_eta}, but Wan samples references with the deterministic "
+                          "flow-matching Euler scheduler (set it to 0)")
+
+
 def _component_config(folder: Path, key: str, name: str = "config.json") -> dict:
     try:
         return json.loads((folder / name).read_text())
@@ -460,12 +675,18 @@ def _component_config(folder: Path, key: str, name: str = "config.json") -> dict
         raise ConfigError(f"{key}: cannot read {folder / name} ({err}); is it a diffusers model folder?") from None
 
 
-def load_adapter(config: ModelConfig, configure: bool = True) -> VideoDiffusionAdapter:
-    """Load the backbone named by ``config`` and apply its trainable/attention switches."""
+def load_adapter(config: ModelConfig, configure: bool = True, seed: int = 0) -> VideoDiffusionAdapter:
+    """Load the backbone named by ``config`` and apply its trainable/attention switches.
+
+    ``seed`` draws the initial weights of new LoRA layers, so that a run's theta_0 is a function
+    of its seed alone, not of what the process drew before (two runs in one process, tests).
+    """
     adapter = ADAPTERS[config.kind].load(resolve_paths(config), vae_chunk_frames=config.vae_chunk_frames,
                                          noise_scheduler=config.noise_scheduler)
     if configure:
-        adapter.configure_trainable(config.trainable, config.lora)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapter.configure_trainable(config.trainable, config.lora)
         adapter.set_attention_backend(config.attention)
         if config.gradient_checkpointing:
             adapter.enable_gradient_checkpointing()

@@ -253,3 +253,87 @@ def sd21_scheduler() -> dict[str, Any]:
         "steps_offset": 1,
         "prediction_type": "v_prediction",
     }
+
+
+# ---------------------------------------------------------------- Wan 2.1 T2V 1.3B (Wan-AI/Wan2.1-T2V-1.3B-Diffusers)
+
+UMT5_VOCAB_SIZE = 256384  # google/umt5-xxl, the Wan 2.1 text encoder's vocab_size
+
+
+def wan21_t2v_1_3b_transformer() -> dict[str, Any]:
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers, transformer/config.json; the same numbers as diffusers'
+    # scripts/convert_wan_to_diffusers.py ("Wan-T2V-1.3B") and Wan2.1's wan/configs/wan_t2v_1_3B.py
+    # (dim 1536 = 12 heads x 128, ffn_dim 8960, 30 layers, qk_norm, cross_attn_norm, eps 1e-6).
+    return {
+        "patch_size": (1, 2, 2),
+        "num_attention_heads": 12,
+        "attention_head_dim": 128,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": 4096,
+        "freq_dim": 256,
+        "ffn_dim": 8960,
+        "num_layers": 30,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": 1e-6,
+        "image_dim": None,
+        "added_kv_proj_dim": None,
+        "rope_max_seq_len": 1024,
+    }
+
+
+def wan21_vae() -> dict[str, Any]:
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers, vae/config.json (Wan2.1_VAE.pth: 4x8x8 compression,
+    # wan/configs vae_stride (4, 8, 8)). latents_mean / latents_std are AutoencoderKLWan's
+    # defaults, which are that file's 16 per-channel statistics.
+    return {
+        "base_dim": 96,
+        "z_dim": 16,
+        "dim_mult": [1, 2, 4, 4],
+        "num_res_blocks": 2,
+        "attn_scales": [],
+        "temperal_downsample": [False, True, True],
+        "dropout": 0.0,
+    }
+
+
+def umt5_xxl_encoder() -> dict[str, Any]:
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers, text_encoder/config.json (google/umt5-xxl's encoder).
+    return {
+        "vocab_size": UMT5_VOCAB_SIZE,
+        "d_model": 4096,
+        "d_kv": 64,
+        "d_ff": 10240,
+        "num_layers": 24,
+        "num_heads": 64,
+        "relative_attention_num_buckets": 32,
+        "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu",
+        "dropout_rate": 0.1,
+        "layer_norm_epsilon": 1e-6,
+    }
+
+
+def wan21_scheduler() -> dict[str, Any]:
+    # Wan-AI/Wan2.1-T2V-1.3B-Diffusers, scheduler/scheduler_config.json: UniPC in its flow mode with
+    # flow_shift 3.0 (diffusers' Wan docs: 3.0 for 480p, 5.0 for 720p). seppo-video trains and samples
+    # references with FlowMatchEulerDiscreteScheduler at this shift (models.adapters._flow_match_config).
+    return {
+        "_class_name": "UniPCMultistepScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": "linear",
+        "solver_order": 2,
+        "prediction_type": "flow_prediction",
+        "predict_x0": True,
+        "solver_type": "bh2",
+        "lower_order_final": True,
+        "disable_corrector": [],
+        "use_flow_sigmas": True,
+        "flow_shift": 3.0,
+        "timestep_spacing": "linspace",
+        "steps_offset": 0,
+        "final_sigmas_type": "zero",
+    }

@@ -23,7 +23,11 @@ Variants (``--variant``):
   with an SD-1.5 pipeline in ``sd/``;
 - ``sd``: ``sd15`` (runwayml/stable-diffusion-v1-5, epsilon) or ``sd21-v``
   (stabilityai/stable-diffusion-2-1, 768-v: v-prediction);
-- ``modelscope``: ``ms-1.7b`` (damo-vilab/text-to-video-ms-1.7b).
+- ``modelscope``: ``ms-1.7b`` (damo-vilab/text-to-video-ms-1.7b);
+- ``wan``: ``t2v-1.3b`` (Wan-AI/Wan2.1-T2V-1.3B-Diffusers): the 1.3 B ``WanTransformer3DModel``,
+  the Wan 2.1 VAE, and a UMT5-XXL encoder cut to ``TEXT_ENCODER_LAYERS`` of its 24 layers, its
+  256384-row embedding kept; the tokenizer is the tiny models' offline character-level T5 one
+  (its ``<pad>`` / ``</s>`` / ``<unk>`` are 0 / 1 / 2, as in UMT5's).
 
 Sizes (fp32 safetensors): the ModelScope UNet alone is 1.41 B parameters, 5.6 GB.
 """
@@ -50,6 +54,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "animatediff": ("v1-5-2", "v3"),
     "sd": ("sd15", "sd21-v"),
     "modelscope": ("ms-1.7b",),
+    "wan": ("t2v-1.3b",),
 }
 MARKER = "seppo_real.json"
 
@@ -144,6 +149,29 @@ def _write_pipeline(variant: str, target: Path, scratch: Path, layers: int, prog
     shutil.rmtree(scratch / ".tokenizer", ignore_errors=True)
 
 
+def _write_wan_pipeline(target: Path, scratch: Path, layers: int, progress) -> None:
+    """Wan 2.1 T2V 1.3B, component by component, saved as a ``WanPipeline`` folder."""
+    import diffusers
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from seppo_video.models.tiny import build_t5_tokenizer
+
+    tokenizer = build_t5_tokenizer(scratch / ".tokenizer")
+    encoder_config = UMT5Config(**{**published.umt5_xxl_encoder(), "num_layers": layers},
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                decoder_start_token_id=tokenizer.pad_token_id)
+    text_encoder = _built("text_encoder", lambda: UMT5EncoderModel(encoder_config), progress)
+    vae = _built("vae", lambda: diffusers.AutoencoderKLWan(**published.wan21_vae()), progress)
+    transformer = _built(
+        "transformer", lambda: diffusers.WanTransformer3DModel(**published.wan21_t2v_1_3b_transformer()), progress
+    )
+    scheduler = diffusers.UniPCMultistepScheduler.from_config(published.wan21_scheduler())
+    pipeline = diffusers.WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                                     transformer=transformer, scheduler=scheduler)
+    _saved(target, pipeline.save_pretrained, progress)
+    shutil.rmtree(scratch / ".tokenizer", ignore_errors=True)
+
+
 def _saved(target: Path, save: Callable[[Path], None], progress) -> None:
     progress(f"saving {target.name or target} ...")
     start = time.perf_counter()
@@ -196,6 +224,8 @@ def make_real_shape(
             adapter = _built("motion_adapter", lambda: MotionAdapter(**_MOTION_ADAPTERS[variant]()), progress)
             _saved(tmp / "motion_adapter", adapter.save_pretrained, progress)
             del adapter
+        elif kind == "wan":
+            _write_wan_pipeline(tmp, tmp, text_encoder_layers, progress)
         else:
             _write_pipeline(variant, tmp, tmp, text_encoder_layers, progress)
         marker = {

@@ -13,6 +13,11 @@ Layouts (what ``make-tiny --kind K --out DIR`` writes):
 - ``modelscope``: ``DIR`` is a ``TextToVideoSDPipeline`` folder
   (``text-to-video-ms-1.7b`` layout, ``UNet3DConditionModel``).
 - ``sd``: ``DIR`` is a ``StableDiffusionPipeline`` folder.
+- ``wan``: ``DIR`` is a ``WanPipeline`` folder (``Wan2.1-T2V-1.3B-Diffusers`` layout:
+  ``transformer/`` ``WanTransformer3DModel``, ``vae/`` ``AutoencoderKLWan``, ``text_encoder/``
+  ``UMT5EncoderModel``, a T5 tokenizer, and a flow-matching ``scheduler/``). Its VAE compresses
+  4x in space and 4x in time (the real one: 8x and 4x), so ``1 + 4k`` frames at 32 px are
+  ``1 + k`` latent frames of 8 x 8.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ from typing import Literal
 import torch
 
 from seppo_video.atomic import atomic_directory
+from seppo_video.models import published
 
-BackboneKind = Literal["animatediff", "modelscope", "sd"]
-BACKBONE_KINDS: tuple[str, ...] = ("animatediff", "modelscope", "sd")
+BackboneKind = Literal["animatediff", "modelscope", "sd", "wan"]
+BACKBONE_KINDS: tuple[str, ...] = ("animatediff", "modelscope", "sd", "wan")
 
 # Small enough to train for a few dozen steps on 2 CPU cores in seconds.
 TEXT_DIM = 32
 UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: the VAE downsamples by 4
 LATENT_CHANNELS = 4
+WAN_LATENT_CHANNELS = 4
 TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copies are rebuilt
 
 
@@ -186,32 +193,87 @@ def _shared_parts(tokenizer_dir: Path) -> dict:
     }
 
 
+def build_t5_tokenizer(directory: Path, model_max_length: int = 512):
+    """A T5 (Unigram) tokenizer whose pieces are single characters, the UMT5 layout without its
+    250k-piece SentencePiece model: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, then the word-start
+    marker and every printable ASCII character, with and without it. Built offline."""
+    from transformers import T5Tokenizer
+
+    chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -3.0) for c in chars] + [("\u2581" + c, -2.5) for c in chars]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(directory))
+    return tokenizer
+
+
+def _wan_parts(tokenizer_dir: Path) -> dict:
+    import inspect
+
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = build_t5_tokenizer(tokenizer_dir)
+    text_encoder = UMT5EncoderModel(UMT5Config(
+        vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    ))
+    # The per-channel latent statistics are the published Wan 2.1 VAE's (the class defaults), cut to 4 channels.
+    defaults = inspect.signature(AutoencoderKLWan.__init__).parameters
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=WAN_LATENT_CHANNELS, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[True, True],
+        latents_mean=defaults["latents_mean"].default[:WAN_LATENT_CHANNELS],
+        latents_std=defaults["latents_std"].default[:WAN_LATENT_CHANNELS],
+        scale_factor_spatial=4, scale_factor_temporal=4,
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,  # 12: rotary dims 4 + 4 + 4 (t, h, w)
+        in_channels=WAN_LATENT_CHANNELS, out_channels=WAN_LATENT_CHANNELS, text_dim=TEXT_DIM, freq_dim=32,
+        ffn_dim=64, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+    )
+    # The published Wan 2.1 1.3B shift, as the Euler scheduler the trainer reads it as.
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=published.wan21_scheduler()["flow_shift"])
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae, "transformer": transformer,
+            "scheduler": scheduler}
+
+
 def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0) -> Path:
     """Write a random-init model of ``kind`` to ``out`` (atomically) and return it."""
     if kind not in BACKBONE_KINDS:
         raise ValueError(f"kind must be one of {BACKBONE_KINDS}, got {kind!r}")
-    from diffusers import StableDiffusionPipeline, TextToVideoSDPipeline
-
     out = Path(out)
     torch.manual_seed(seed)
     with atomic_directory(out) as tmp:
-        parts = _shared_parts(tmp / ".tokenizer")
-        if kind == "modelscope":
-            TextToVideoSDPipeline(unet=_unet3d(), **parts).save_pretrained(tmp)
+        if kind == "wan":
+            from diffusers import WanPipeline
+
+            WanPipeline(**_wan_parts(tmp / ".tokenizer")).save_pretrained(tmp)
         else:
-            target = tmp / "sd" if kind == "animatediff" else tmp
-            StableDiffusionPipeline(
-                unet=_unet2d(),
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-                **parts,
-            ).save_pretrained(target)
-            if kind == "animatediff":
-                _motion_adapter().save_pretrained(tmp / "motion_adapter")
+            _write_unet_pipelines(kind, tmp)
         _remove_tree(tmp / ".tokenizer")
         (tmp / "seppo_tiny.json").write_text(json.dumps({"kind": kind, "seed": seed}))
     return out
+
+
+def _write_unet_pipelines(kind: str, tmp: Path) -> None:
+    from diffusers import StableDiffusionPipeline, TextToVideoSDPipeline
+
+    parts = _shared_parts(tmp / ".tokenizer")
+    if kind == "modelscope":
+        TextToVideoSDPipeline(unet=_unet3d(), **parts).save_pretrained(tmp)
+        return
+    target = tmp / "sd" if kind == "animatediff" else tmp
+    StableDiffusionPipeline(
+        unet=_unet2d(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        **parts,
+    ).save_pretrained(target)
+    if kind == "animatediff":
+        _motion_adapter().save_pretrained(tmp / "motion_adapter")
 
 
 def _remove_tree(path: Path) -> None:

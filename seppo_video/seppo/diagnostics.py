@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from seppo_video.seppo.loss import per_sample_error
-from seppo_video.seppo.noise import noise_winners
+from seppo_video.seppo.noise import noise_process, noise_winners
 
 
 def sign_agreement(anchors: torch.Tensor) -> torch.Tensor:
@@ -74,8 +74,6 @@ def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor
 
     A snapshot taken at ``policy_step`` is the policy itself: its anchors are all 0, which
     would count as perfect agreement, so it is left out."""
-    from diffusers import DDPMScheduler
-
     from seppo_video.seppo.reference import SwappedModule
 
     def predict(noisy, t, unet):
@@ -83,7 +81,7 @@ def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor
 
     earlier = [(index, step) for index, step in enumerate(pool.steps) if step != policy_step]
     references = [SwappedModule(adapter.unet, pool.get(index)) for index, _ in earlier]
-    scheduler = DDPMScheduler.from_config(adapter.scheduler_config)
+    scheduler = noise_process(adapter.scheduler_config)
     anchors = pool_anchor_draws(predict, adapter.unet, references, x_w, scheduler, draws, seed)
     return [
         {"ref_step": step, "mean_anchor": float(a.mean()), "precision": float(sign_agreement(a).mean())}

@@ -1,18 +1,28 @@
 """Forward-process noise and training targets: one ``(t, eps)`` per pair, shared by its two samples.
 
-The target is what the network is trained to output at ``(x_t, t)``, read from the
-scheduler's ``prediction_type``: the noise ``eps``, the velocity
-``v = sqrt(alpha_bar_t) * eps - sqrt(1 - alpha_bar_t) * x0``, or ``x0`` itself. Every loss
-(SePPO, Diffusion-DPO, SFT) and the AAF anchor compare the model's output with it.
+Two forward processes, chosen from the backbone's scheduler config (``noise_process``):
+
+- DDPM (the UNet backbones): ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` at an integer
+  ``t ~ U{0..T-1}``; the target is read from the scheduler's ``prediction_type``: the noise ``eps``,
+  the velocity ``v = sqrt(abar_t) * eps - sqrt(1 - abar_t) * x0``, or ``x0`` itself.
+- Rectified flow (Wan, ``FlowMatchingNoise``): ``x_t = (1 - s) x0 + s eps`` with ``s`` one of the
+  scheduler's shifted training sigmas; the network sees the timestep ``t = s * T`` (as diffusers'
+  Wan pipeline passes it) and the target is the velocity ``eps - x0``.
+
+Every loss (SePPO, Diffusion-DPO, SFT) and the AAF anchor compare the model's output with
+``NoisedBatch.target``, so they run on either process unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers.training_utils import compute_density_for_timestep_sampling
 
-from seppo_video.config import PREDICTION_TYPES
+from seppo_video.config import PREDICTION_TYPES, NoiseSchedulerConfig, is_flow_matching
 
 
 @dataclass
@@ -24,17 +34,77 @@ class NoisedBatch:
     target: torch.Tensor
 
 
-def draw_pair_noise(noise_scheduler, x_w: torch.Tensor, generator: torch.Generator):
+@dataclass(frozen=True)
+class FlowMatchingNoise:
+    """The rectified-flow forward process of a ``FlowMatchEulerDiscreteScheduler`` config.
+
+    ``scheduler`` holds the training tables: ``sigmas[i] = shift(1 - i / T)`` for ``i = 0..T-1``
+    (descending from 1 to ``shift(1 / T)``, with ``shift(v) = k v / (1 + (k - 1) v)``) and
+    ``timesteps = sigmas * T``. A draw takes an unshifted noise level ``u`` in [0, 1) from
+    ``timestep_sampling`` (uniform, or SD3's logit-normal) and uses the table entry whose
+    unshifted level is ``u`` rounded up to the grid, ``i = floor((1 - u) T)``: training sees the
+    shifted sigmas the scheduler samples with, and a larger ``logit_mean`` means more noise, as in
+    the SD3 paper. (diffusers' SD3 / Flux scripts index ``floor(u T)``, the same for the default,
+    symmetric densities.)
+    """
+
+    scheduler: FlowMatchEulerDiscreteScheduler
+    timestep_sampling: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+
+    @property
+    def config(self):
+        return self.scheduler.config
+
+    def draw_timesteps(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        u = compute_density_for_timestep_sampling(
+            self.timestep_sampling, batch, logit_mean=self.logit_mean, logit_std=self.logit_std, generator=generator
+        )
+        steps = self.config.num_train_timesteps
+        index = ((1 - u) * steps).long().clamp(max=steps - 1)
+        return self.scheduler.timesteps[index]
+
+    def sigmas_of(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """``s = t / T``: the inverse of the pipeline's ``t = s * T``."""
+        return timesteps.float() / self.config.num_train_timesteps
+
+
+NoiseProcess = DDPMScheduler | FlowMatchingNoise
+
+
+def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConfig | None = None) -> NoiseProcess:
+    """The training forward process for a backbone's scheduler config (``adapter.scheduler_config``).
+
+    ``settings`` (``model.noise_scheduler``) gives the flow-matching timestep density; the
+    DDPM settings are already part of ``scheduler_config``.
+    """
+    if not is_flow_matching(scheduler_config):
+        return DDPMScheduler.from_config(scheduler_config)
+    settings = settings or NoiseSchedulerConfig()
+    return FlowMatchingNoise(
+        FlowMatchEulerDiscreteScheduler.from_config(scheduler_config),
+        timestep_sampling=settings.timestep_sampling or "uniform",
+        logit_mean=0.0 if settings.logit_mean is None else settings.logit_mean,
+        logit_std=1.0 if settings.logit_std is None else settings.logit_std,
+    )
+
+
+def draw_pair_noise(noise_scheduler: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator):
     """One timestep and one noise tensor per pair (shared by the pair's two samples)."""
     batch = x_w.shape[0]
-    steps = noise_scheduler.config.num_train_timesteps
-    t = torch.randint(0, steps, (batch,), generator=generator).to(x_w.device)
+    if isinstance(noise_scheduler, FlowMatchingNoise):
+        t = noise_scheduler.draw_timesteps(batch, generator).to(x_w.device)
+    else:
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator).to(x_w.device)
     eps = torch.randn(x_w.shape, generator=generator).to(x_w.device, x_w.dtype)
     return t, eps
 
 
-def training_target(noise_scheduler, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def training_target(noise_scheduler: NoiseProcess, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The scheduler's own regression target for ``q(x0, t, eps)``."""
+    if isinstance(noise_scheduler, FlowMatchingNoise):
+        return eps - x0
     kind = noise_scheduler.config.prediction_type
     if kind == "epsilon":
         return eps
@@ -45,18 +115,24 @@ def training_target(noise_scheduler, x0: torch.Tensor, eps: torch.Tensor, t: tor
     raise ValueError(f"prediction_type {kind!r} is not supported (allowed: {', '.join(PREDICTION_TYPES)})")
 
 
-def noise_batch(noise_scheduler, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> NoisedBatch:
+def noise_batch(noise_scheduler: NoiseProcess, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> NoisedBatch:
     """``q(x0, t, eps)`` and its target."""
-    return NoisedBatch(noise_scheduler.add_noise(x0, eps, t), t, training_target(noise_scheduler, x0, eps, t))
+    if isinstance(noise_scheduler, FlowMatchingNoise):
+        s = noise_scheduler.sigmas_of(t).view(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+        noisy = (1 - s) * x0 + s * eps
+    else:
+        noisy = noise_scheduler.add_noise(x0, eps, t)
+    return NoisedBatch(noisy, t, training_target(noise_scheduler, x0, eps, t))
 
 
-def noise_winners(noise_scheduler, x_w: torch.Tensor, generator: torch.Generator) -> NoisedBatch:
+def noise_winners(noise_scheduler: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator) -> NoisedBatch:
     """One fresh ``(t, eps)`` per sample (SFT, and the AAF diagnostics)."""
     t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
     return noise_batch(noise_scheduler, x_w, t, eps)
 
 
-def noise_pairs(noise_scheduler, x_w: torch.Tensor, x_other: torch.Tensor, generator: torch.Generator) -> NoisedBatch:
+def noise_pairs(noise_scheduler: NoiseProcess, x_w: torch.Tensor, x_other: torch.Tensor,
+                generator: torch.Generator) -> NoisedBatch:
     """``q(x, t, eps)`` for winners and second samples stacked ``[x_w; x_other]``.
 
     Both members of pair ``i`` get the same ``t_i`` and ``eps_i``: otherwise

@@ -1,4 +1,7 @@
-"""Reference samples ``x_ref`` in latent space: DDIM with batched classifier-free guidance.
+"""Reference samples ``x_ref`` in latent space, with batched classifier-free guidance.
+
+The sampler is the backbone's own kind: DDIM for the DDPM-trained UNets, flow-matching Euler
+(``FlowMatchEulerDiscreteScheduler``, the scheduler in the config, shift included) for Wan.
 
 The sample never leaves latent space (no VAE decode / encode round trip).
 Each sample has its own generator, so its latents depend on its seed alone,
@@ -13,10 +16,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
+from seppo_video.config import is_flow_matching
 from seppo_video.seppo.reference import eval_mode
 
 
@@ -50,33 +54,50 @@ def sample_latents(
     ``negative_embeds`` is ``[1, L, D]`` (broadcast) or ``[B, L, D]``;
     ``unet`` is the model to sample with (a reference's swapped module),
     the adapter's policy UNet by default; either runs in eval mode (no dropout).
-    The scheduler's ``prediction_type`` (eps or v) is what DDIM reads the output as.
+    The scheduler's ``prediction_type`` (eps or v) is what DDIM reads the output as; a flow-matching
+    config samples with Euler steps on the predicted velocity (``eta`` must then be 0).
     """
     batch = prompt_embeds.shape[0]
     if len(seeds) != batch:
         raise ValueError(f"need one seed per sample: {len(seeds)} seeds for {batch} prompts")
     device = prompt_embeds.device
-    scheduler = DDIMScheduler.from_config(adapter.scheduler_config)
+    scheduler = sampling_scheduler(adapter.scheduler_config)
     scheduler.set_timesteps(num_inference_steps, device=device)
     generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
     shape = (batch, adapter.latent_channels, num_frames, *latent_size)
     latents = randn_tensor(shape, generator=generators, device=device, dtype=prompt_embeds.dtype)
-    latents = latents * scheduler.init_noise_sigma
+    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+        if eta:
+            raise ValueError(f"eta={eta}: flow-matching Euler sampling is deterministic (use eta 0)")
+        scheduler.set_begin_index(0)  # as WanPipeline: step i reads sigma i, no timestep look-up
+        step_options: dict[str, Any] = {}  # starts at sigma 1: pure noise, no input scaling
+    else:
+        latents = latents * scheduler.init_noise_sigma
+        step_options = {"eta": eta, "generator": generators}  # DDIM with eta > 0 draws per-sample noise
     embeds = torch.cat([negative_embeds.expand(batch, -1, -1), prompt_embeds])
     use_cfg = guidance_scale > 1.0
     with eval_mode(adapter.unet):
         for t in scheduler.timesteps:
-            latents = _ddim_step(adapter, scheduler, latents, t, embeds if use_cfg else prompt_embeds,
-                                 guidance_scale if use_cfg else None, eta, generators, unet)
+            latents = _denoise_step(adapter, scheduler, latents, t, embeds if use_cfg else prompt_embeds,
+                                    guidance_scale if use_cfg else None, step_options, unet)
     return latents
 
 
-def _ddim_step(adapter: LatentDenoiser, scheduler, latents, t, embeds, guidance_scale, eta, generators, unet):
-    """One DDIM step; with ``guidance_scale``, ``embeds`` is [uncond; cond] and both go in one forward."""
+def sampling_scheduler(scheduler_config: dict):
+    """The backbone's sampler for a training scheduler config: flow-matching Euler or DDIM."""
+    if is_flow_matching(scheduler_config):
+        return FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)
+    return DDIMScheduler.from_config(scheduler_config)
+
+
+def _denoise_step(adapter: LatentDenoiser, scheduler, latents, t, embeds, guidance_scale, step_options, unet):
+    """One scheduler step; with ``guidance_scale``, ``embeds`` is [uncond; cond] and both go in one forward."""
     use_cfg = guidance_scale is not None
-    model_input = scheduler.scale_model_input(torch.cat([latents, latents]) if use_cfg else latents, t)
+    model_input = torch.cat([latents, latents]) if use_cfg else latents
+    if hasattr(scheduler, "scale_model_input"):  # DDIM's (identity); flow-matching Euler has none
+        model_input = scheduler.scale_model_input(model_input, t)
     output = adapter.predict(model_input, t.expand(model_input.shape[0]), embeds, unet=unet)
     if use_cfg:
         uncond, cond = output.chunk(2)
         output = uncond + guidance_scale * (cond - uncond)
-    return scheduler.step(output, t, latents, eta=eta, generator=generators).prev_sample
+    return scheduler.step(output, t, latents, **step_options).prev_sample
