@@ -39,7 +39,6 @@ class BackendSpec:
     factory: str | None = None  # "package.module:callable" returning the interface (receives this spec)
     tokenizer: str | None = None  # transformers tokenizer folder for the text side
     processor: str | None = None  # CLIP family: processor folder when not inside `path`
-    max_length: int = 32  # text tokens (truncated / padded)
     call_kwargs: list[str] = field(default_factory=list)  # "key=value" passed to each TorchScript call
 
     @property
@@ -78,15 +77,15 @@ class VideoTextModel(Protocol):
 
 
 class PointTracker(Protocol):
-    """CoTracker2 (CHScore).
+    """CoTracker2 (CHScore), called as the benchmark calls its predictor.
 
-    ``video``: ``float [1, T, 3, H, W]`` in ``[0, 255]``; ``queries``:
-    ``float [1, N, 3]`` rows ``(t, x, y)`` in pixels. Returns ``tracks
-    [1, T, N, 2]`` (x, y in pixels) and ``visibility [1, T, N]`` (bool or
-    probability; > 0.5 is visible).
+    ``video``: ``float [1, T, 3, H, W]`` in ``[0, 255]``; ``grid_size``: the
+    tracker's own ``grid_size × grid_size`` query grid on frame 0 (no support
+    grid). Returns ``tracks [1, T, N, 2]`` (x, y in pixels) and ``visible
+    [1, T, N]`` (bool, after the predictor's own visibility threshold).
     """
 
-    def track(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def track(self, video: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class VideoFeatureExtractor(Protocol):
@@ -134,7 +133,12 @@ def _load_torchscript(path: Path, what: str, device: torch.device) -> torch.jit.
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
-        raise EvalError(f"{what}: {path} is not a TorchScript file ({err.__class__.__name__})") from err
+        # A released checkpoint (a pickled state dict) lands here: say so rather than "broken file".
+        raise EvalError(
+            f"{what}: {path} is not a TorchScript file ({err.__class__.__name__}); loading this network's released "
+            "checkpoint format is not implemented (docs/evaluation.md, 'Checkpoints'): export it to TorchScript "
+            "or set a factory"
+        ) from err
     return module.eval()
 
 

@@ -79,7 +79,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     _add_metric_options(p)
     p.add_argument("--reference-videos", type=Path, default=None, help="folder of real clips <videoid>.mp4")
-    p.add_argument("--reference-umt-features", type=Path, default=None, help="shipped UMT reference features (.npy)")
+    p.add_argument("--reference-umt-features", type=Path, default=None, 
+                   help="the benchmark's UMT reference features (UMT/gt_feature/gt1*_feats.pt)")
     p.add_argument("--device", default=None)
     p.add_argument("--max-prompts", type=int, default=None)
     p.set_defaults(run=_run_score)
