@@ -1,13 +1,13 @@
 """The networks behind the metrics, behind small typed interfaces.
 
-UMT, InternVideo2, CoTracker2, I3D and Inception have no pip-installable
-loader that works offline, so each metric talks to an interface (a
-``Protocol`` below) and the evaluation config says where its implementation
-is, in one of two ways (``BackendSpec``):
+Each metric talks to an interface (a ``Protocol`` below) and the
+evaluation config says where its implementation is (``BackendSpec``):
 
-- ``path``: a TorchScript file (``torch.jit.load``) exporting the methods of
-  the interface (``@torch.jit.export``), or a ``transformers`` folder for the
-  CLIP family. The method contracts are documented on each protocol and in
+- ``path``: the network's released checkpoint, for the networks this project
+  implements (:mod:`.networks`: UMT); a TorchScript file
+  (``torch.jit.load``) exporting the methods of the interface
+  (``@torch.jit.export``); or a ``transformers`` folder for the CLIP family.
+  The method contracts are documented on each protocol and in
   ``docs/evaluation.md``.
 - ``factory``: ``"package.module:callable"``; the callable receives the
   ``BackendSpec`` and returns an object with the interface's methods (for
@@ -20,7 +20,7 @@ exactly this code.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,13 +29,14 @@ import torch
 import yaml
 
 from seppo_video.evaluation.errors import EvalError
+from seppo_video.evaluation.networks.checkpoints import is_torchscript
 
 
 @dataclass
 class BackendSpec:
     """Where one network's weights are (all local; nothing is downloaded)."""
 
-    path: str | None = None  # TorchScript file or transformers folder; "tiny" = the test stand-in
+    path: str | None = None  # released checkpoint, TorchScript file or transformers folder; "tiny" = test stand-in
     factory: str | None = None  # "package.module:callable" returning the interface (receives this spec)
     tokenizer: str | None = None  # transformers tokenizer folder for the text side
     processor: str | None = None  # CLIP family: processor folder when not inside `path`
@@ -109,15 +110,22 @@ class PerceptualDistance(Protocol):
 # ---------------------------------------------------------------- loading
 
 
-def load_backend(spec: BackendSpec, what: str, methods: Sequence[str], device: torch.device) -> Any:
+Released = Callable[[Path, torch.device], Any]  # loads a network's released checkpoint file as it is
+
+
+def load_backend(
+    spec: BackendSpec, what: str, methods: Sequence[str], device: torch.device, released: Released | None = None
+) -> Any:
     """Load the network ``spec`` points at and check it has ``methods``.
 
-    ``what`` names the network in errors (e.g. ``"weights.cotracker (CoTracker2)"``).
+    ``path`` may be a TorchScript file or, for networks with a ``released``
+    loader, the released checkpoint itself. ``what`` names the network in
+    errors (e.g. ``"weights.cotracker (CoTracker2)"``).
     """
     if spec.factory:
         backend = import_callable(spec.factory, what)(spec)
     else:
-        backend = _load_torchscript(Path(str(spec.path)), what, device)
+        backend = _load_path(Path(str(spec.path)), what, device, released)
     missing = [m for m in methods if not callable(getattr(backend, m, None))]
     if missing:
         raise EvalError(
@@ -127,9 +135,11 @@ def load_backend(spec: BackendSpec, what: str, methods: Sequence[str], device: t
     return backend
 
 
-def _load_torchscript(path: Path, what: str, device: torch.device) -> torch.jit.ScriptModule:
+def _load_path(path: Path, what: str, device: torch.device, released: Released | None) -> Any:
     if not path.is_file():
-        raise EvalError(f"{what}: TorchScript file not found: {path}")
+        raise EvalError(f"{what}: file not found: {path}")
+    if released is not None and not is_torchscript(path):
+        return released(path, device)
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:

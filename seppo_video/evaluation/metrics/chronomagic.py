@@ -19,6 +19,7 @@ from seppo_video.evaluation.backends import BackendSpec, Tokenizer, load_backend
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.frechet import frechet_distance_sqrtm, population_stats
 from seppo_video.evaluation.metrics.base import DistanceResult, VideoItem
+from seppo_video.evaluation.networks.umt import load_umt
 from seppo_video.evaluation.official import OfficialText
 from seppo_video.evaluation.video import (
     IMAGENET_MEAN,
@@ -117,7 +118,7 @@ class UMTScore:
 
     def __init__(self, spec: BackendSpec, device: torch.device):
         what = "weights.umt (UMT-L/16 UMT-msrvtt-7k)"
-        self.model = load_backend(spec, what, ("match_logit",), device)
+        self.model = load_backend(spec, what, ("match_logit",), device, released=load_umt)
         self.tokenizer = Tokenizer(spec.tokenizer, UMT_MAX_TOKENS, what)
         self.spec, self.device = spec, device
 
@@ -204,7 +205,8 @@ class UMTFVD:
     name = "umt_fvd"
 
     def __init__(self, spec: BackendSpec, device: torch.device):
-        self.model = load_backend(spec, "weights.umt (UMT-L/16 UMT-msrvtt-7k)", ("encode_video",), device)
+        self.model = load_backend(spec, "weights.umt (UMT-L/16 UMT-msrvtt-7k)", ("encode_video",), device,
+                                  released=load_umt)
         self.spec, self.device = spec, device
 
     def fingerprint(self) -> dict[str, Any]:

@@ -1,0 +1,217 @@
+"""The benchmark networks load their released checkpoint format strictly and compute what the architecture says.
+
+Each checkpoint here is random-init, with the official key names and shapes
+written out in the test from the benchmark's configs (reduced widths and
+depths), saved as the released file is, and loaded through the metric a user
+runs. Forward passes are checked against plain functional computations of
+the architecture written in the test from the raw tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seppo_video.evaluation.backends import BackendSpec
+from seppo_video.evaluation.errors import EvalError
+from seppo_video.evaluation.metrics import chronomagic
+from seppo_video.evaluation.metrics.base import VideoItem
+from seppo_video.evaluation.tiny_extractors import ensure_tiny_extractors
+
+CPU = torch.device("cpu")
+# Reduced UMT-L/16 + BERT-large: widths 128 (two 64-wide heads), 2 vision blocks, 4 text layers fusing from 2.
+VISION, VISION_MLP, DEPTH, PATCH, EMBED = 128, 256, 2, 16, 96
+TEXT, TEXT_MLP, LAYERS, FUSION, POSITIONS = 128, 256, 4, 2, 64
+
+
+def umt_state(vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A UMT checkpoint's tensors under the released names (the text side under ``text_encoder.bert.``)."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes: dict[str, tuple[int, ...]] = {
+        "temp": (),
+        "vision_encoder.encoder.patch_embed.proj.weight": (VISION, 3, 1, PATCH, PATCH),
+        "vision_encoder.encoder.patch_embed.proj.bias": (VISION,),
+        "vision_encoder.encoder.norm.weight": (VISION,), "vision_encoder.encoder.norm.bias": (VISION,),
+        "vision_encoder.pool_norm.weight": (VISION,), "vision_encoder.pool_norm.bias": (VISION,),
+        "vision_proj.weight": (EMBED, VISION), "vision_proj.bias": (EMBED,),
+        "text_proj.weight": (EMBED, TEXT), "text_proj.bias": (EMBED,),
+        "itm_head.weight": (2, TEXT), "itm_head.bias": (2,),
+        "text_encoder.bert.embeddings.word_embeddings.weight": (vocab, TEXT),
+        "text_encoder.bert.embeddings.position_embeddings.weight": (POSITIONS, TEXT),
+        "text_encoder.bert.embeddings.token_type_embeddings.weight": (2, TEXT),
+        "text_encoder.bert.embeddings.LayerNorm.weight": (TEXT,), "text_encoder.bert.embeddings.LayerNorm.bias": (TEXT,),
+    }
+    for i in range(DEPTH):
+        block = f"vision_encoder.encoder.blocks.{i}."
+        shapes.update({
+            block + "norm1.weight": (VISION,), block + "norm1.bias": (VISION,),
+            block + "attn.qkv.weight": (3 * VISION, VISION), block + "attn.q_bias": (VISION,),
+            block + "attn.v_bias": (VISION,), block + "attn.proj.weight": (VISION, VISION),
+            block + "attn.proj.bias": (VISION,), block + "norm2.weight": (VISION,), block + "norm2.bias": (VISION,),
+            block + "mlp.fc1.weight": (VISION_MLP, VISION), block + "mlp.fc1.bias": (VISION_MLP,),
+            block + "mlp.fc2.weight": (VISION, VISION_MLP), block + "mlp.fc2.bias": (VISION,),
+        })
+    for i in range(LAYERS):
+        layer = f"text_encoder.bert.encoder.layer.{i}."
+        kinds = ["attention."] + (["crossattention."] if i >= FUSION else [])
+        for kind in kinds:
+            for name in ("query", "key", "value"):
+                shapes[layer + kind + f"self.{name}.weight"] = (TEXT, TEXT)  # vision width = text width here
+                shapes[layer + kind + f"self.{name}.bias"] = (TEXT,)
+            shapes.update({layer + kind + "output.dense.weight": (TEXT, TEXT), layer + kind + "output.dense.bias": (TEXT,),
+                           layer + kind + "output.LayerNorm.weight": (TEXT,),
+                           layer + kind + "output.LayerNorm.bias": (TEXT,)})
+        shapes.update({layer + "intermediate.dense.weight": (TEXT_MLP, TEXT), layer + "intermediate.dense.bias": (TEXT_MLP,),
+                       layer + "output.dense.weight": (TEXT, TEXT_MLP), layer + "output.dense.bias": (TEXT,),
+                       layer + "output.LayerNorm.weight": (TEXT,), layer + "output.LayerNorm.bias": (TEXT,)})
+    state = {}
+    for key, shape in shapes.items():
+        is_norm = "norm" in key.lower() and key.endswith("weight")
+        state[key] = 1 + 0.1 * torch.randn(shape, generator=gen) if is_norm else 0.05 * torch.randn(shape, generator=gen)
+    state["text_encoder.bert.embeddings.position_ids"] = torch.arange(POSITIONS)[None]  # saved by old transformers
+    return state
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return str(ensure_tiny_extractors()["tokenizer"])
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, tokenizer):
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(tokenizer))
+    state = umt_state(vocab)
+    path = tmp_path_factory.mktemp("umt") / "UMT-msrvtt-7k.pth"
+    torch.save({"model": state}, path)
+    return path, state
+
+
+# ---------------------------------------------------------------- an independent functional UMT
+
+
+def sinusoid(positions: int, width: int) -> torch.Tensor:
+    table = torch.zeros(positions, width, dtype=torch.float64)
+    for j in range(width):
+        angle = torch.arange(positions, dtype=torch.float64) / 10000 ** (2 * (j // 2) / width)
+        table[:, j] = torch.sin(angle) if j % 2 == 0 else torch.cos(angle)
+    return table.float()
+
+
+def heads_attention(q, k, v, width, mask=None):
+    split = lambda x: x.view(x.shape[0], x.shape[1], width // 64, 64).transpose(1, 2)
+    scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(64)
+    if mask is not None:
+        scores = scores + mask
+    return (scores.softmax(-1) @ split(v)).transpose(1, 2).reshape(q.shape[0], q.shape[1], width)
+
+
+def functional_vision(p: dict[str, torch.Tensor], video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    pre = "vision_encoder.encoder."
+    x = F.conv3d(video.permute(0, 2, 1, 3, 4), p[pre + "patch_embed.proj.weight"], p[pre + "patch_embed.proj.bias"],
+                 stride=(1, PATCH, PATCH))
+    x = x.flatten(2).transpose(1, 2)
+    x = x + sinusoid(x.shape[1], VISION)
+    for i in range(DEPTH):
+        b = f"{pre}blocks.{i}."
+        h = F.layer_norm(x, (VISION,), p[b + "norm1.weight"], p[b + "norm1.bias"], 1e-6)
+        bias = torch.cat([p[b + "attn.q_bias"], torch.zeros(VISION), p[b + "attn.v_bias"]])
+        q, k, v = F.linear(h, p[b + "attn.qkv.weight"], bias).chunk(3, dim=-1)
+        x = x + F.linear(heads_attention(q, k, v, VISION), p[b + "attn.proj.weight"], p[b + "attn.proj.bias"])
+        h = F.layer_norm(x, (VISION,), p[b + "norm2.weight"], p[b + "norm2.bias"], 1e-6)
+        h = F.linear(F.gelu(F.linear(h, p[b + "mlp.fc1.weight"], p[b + "mlp.fc1.bias"])), p[b + "mlp.fc2.weight"],
+                     p[b + "mlp.fc2.bias"])
+        x = x + h
+    tokens = F.layer_norm(x, (VISION,), p[pre + "norm.weight"], p[pre + "norm.bias"], 1e-6)
+    per_frame = tokens.view(video.shape[0], video.shape[1], -1, VISION).mean(2)
+    pooled = F.layer_norm(per_frame, (VISION,), p["vision_encoder.pool_norm.weight"], p["vision_encoder.pool_norm.bias"],
+                          1e-6)
+    return tokens, pooled
+
+
+def functional_bert_layer(p, i, x, mask, vision=None):
+    pre = f"text_encoder.bert.encoder.layer.{i}."
+
+    def block(kind, query_in, kv_in, additive):
+        lin = lambda name, t: F.linear(t, p[pre + kind + name + ".weight"], p[pre + kind + name + ".bias"])
+        context = heads_attention(lin("self.query", query_in), lin("self.key", kv_in), lin("self.value", kv_in), TEXT,
+                                  additive)
+        return F.layer_norm(lin("output.dense", context) + query_in, (TEXT,), p[pre + kind + "output.LayerNorm.weight"],
+                            p[pre + kind + "output.LayerNorm.bias"], 1e-12)
+
+    h = block("attention.", x, x, mask)
+    if vision is not None:
+        h = block("crossattention.", h, vision, None)
+    inner = F.gelu(F.linear(h, p[pre + "intermediate.dense.weight"], p[pre + "intermediate.dense.bias"]))
+    out = F.linear(inner, p[pre + "output.dense.weight"], p[pre + "output.dense.bias"])
+    return F.layer_norm(out + h, (TEXT,), p[pre + "output.LayerNorm.weight"], p[pre + "output.LayerNorm.bias"], 1e-12)
+
+
+def functional_text(p, ids, attention):
+    e = "text_encoder.bert.embeddings."
+    x = p[e + "word_embeddings.weight"][ids] + p[e + "token_type_embeddings.weight"][0]
+    x = x + p[e + "position_embeddings.weight"][: ids.shape[1]]
+    x = F.layer_norm(x, (TEXT,), p[e + "LayerNorm.weight"], p[e + "LayerNorm.bias"], 1e-12)
+    mask = (1.0 - attention[:, None, None, :].float()) * -1e9
+    for i in range(FUSION):
+        x = functional_bert_layer(p, i, x, mask)
+    return x, mask
+
+
+# ---------------------------------------------------------------- UMT
+
+
+def test_umt_loads_the_released_format_strictly_and_matches_the_architecture(released, tokenizer):
+    path, state = released
+    frames = np.random.default_rng(0).integers(0, 256, size=(16, 96, 128, 3), dtype=np.uint8)
+    item = VideoItem("v", "a glacier melting over months", frames)
+    spec = BackendSpec(path=str(path), tokenizer=tokenizer)
+    score = chronomagic.UMTScore(spec, CPU)
+    fvd = chronomagic.UMTFVD(spec, CPU)
+
+    video = chronomagic.umt_input(frames, CPU)
+    ids, attention = score.tokenizer([item.prompt], CPU)
+    with torch.no_grad():
+        tokens, pooled = functional_vision(state, video)
+        text, mask = functional_text(state, ids, attention)
+        fused = text
+        for i in range(FUSION, LAYERS):
+            fused = functional_bert_layer(state, i, fused, mask, tokens)
+        logit = F.linear(fused[:, 0], state["itm_head.weight"], state["itm_head.bias"])[:, 1]
+        features = F.linear(pooled, state["vision_proj.weight"], state["vision_proj.bias"]).mean(1)
+    assert score.score(item)["score"] == pytest.approx(float(logit), abs=1e-5)
+    np.testing.assert_allclose(fvd.features(frames), features.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("change", ["missing", "unexpected", "shape", "position_ids"])
+def test_umt_checkpoint_mismatches_are_named(released, tokenizer, tmp_path, change):
+    _, state = released
+    state = dict(state)
+    if change == "missing":
+        del state["vision_encoder.encoder.blocks.1.attn.v_bias"]
+        expected = "missing key.*vision_encoder.encoder.blocks.1.attn.v_bias"
+    elif change == "unexpected":
+        state["text_encoder.bert.pooler.dense.weight"] = torch.zeros(TEXT, TEXT)
+        expected = "unexpected key.*text_encoder.pooler.dense.weight"
+    elif change == "shape":
+        state["itm_head.weight"] = torch.zeros(3, TEXT)
+        expected = r"wrong shape for itm_head.weight \(3, 128\)"
+    else:
+        state["text_encoder.bert.embeddings.position_ids"] = torch.zeros(1, POSITIONS, dtype=torch.long)
+        expected = "position_ids"
+    path = tmp_path / "UMT-msrvtt-7k.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(EvalError, match=expected):
+        chronomagic.UMTFVD(BackendSpec(path=str(path), tokenizer=tokenizer), CPU)
+
+
+def test_umt_refuses_a_file_that_is_not_a_checkpoint(tmp_path, tokenizer):
+    path = tmp_path / "UMT-msrvtt-7k.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(EvalError, match="UMT-msrvtt-7k.pth is not a torch.save checkpoint"):
+        chronomagic.UMTFVD(BackendSpec(path=str(path)), CPU)
