@@ -20,6 +20,7 @@ from seppo_video.evaluation.backends import BackendSpec
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.metrics import chronomagic
 from seppo_video.evaluation.metrics.base import VideoItem
+from seppo_video.evaluation.official import OfficialText
 from seppo_video.evaluation.tiny_extractors import ensure_tiny_extractors
 
 CPU = torch.device("cpu")
@@ -79,6 +80,11 @@ def umt_state(vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def tokenizer():
     return str(ensure_tiny_extractors()["tokenizer"])
+
+
+@pytest.fixture
+def checkout_texts():
+    return OfficialText(tuple(f"made-up text {i}" for i in range(10)), "test", True)
 
 
 @pytest.fixture(scope="module")
@@ -152,13 +158,13 @@ def functional_bert_layer(p, i, x, mask, vision=None):
     return F.layer_norm(out + h, (TEXT,), p[pre + "output.LayerNorm.weight"], p[pre + "output.LayerNorm.bias"], 1e-12)
 
 
-def functional_text(p, ids, attention):
+def functional_text(p, ids, attention, layers=FUSION):
     e = "text_encoder.bert.embeddings."
     x = p[e + "word_embeddings.weight"][ids] + p[e + "token_type_embeddings.weight"][0]
     x = x + p[e + "position_embeddings.weight"][: ids.shape[1]]
     x = F.layer_norm(x, (TEXT,), p[e + "LayerNorm.weight"], p[e + "LayerNorm.bias"], 1e-12)
     mask = (1.0 - attention[:, None, None, :].float()) * -1e9
-    for i in range(FUSION):
+    for i in range(layers):
         x = functional_bert_layer(p, i, x, mask)
     return x, mask
 
@@ -215,3 +221,122 @@ def test_umt_refuses_a_file_that_is_not_a_checkpoint(tmp_path, tokenizer):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(EvalError, match="UMT-msrvtt-7k.pth is not a torch.save checkpoint"):
         chronomagic.UMTFVD(BackendSpec(path=str(path)), CPU)
+
+
+# ---------------------------------------------------------------- InternVideo2 stage-2 (MTScore)
+
+# Reduced InternVideo2-1B: width 64 (16 heads of 4), 2 blocks, patch 14 on 224 (256 patches) x 4 frames.
+IV_WIDTH, IV_MLP, IV_DEPTH, IV_PATCH, IV_TOKENS, IV_POOLED, IV_EMBED = 64, 128, 2, 14, 1 + 4 * 256, 48, 32
+IV_TEXT_LAYERS, IV_FUSION = 3, 2
+
+
+def internvideo2_state(vocab: int, seed: int = 1) -> dict[str, torch.Tensor]:
+    """A stage-2 checkpoint's tensors under the released names, with the parts MTScore does not read."""
+    gen = torch.Generator().manual_seed(seed)
+    v = "vision_encoder."
+    shapes: dict[str, tuple[int, ...]] = {
+        v + "patch_embed.proj.weight": (IV_WIDTH, 3, 1, IV_PATCH, IV_PATCH), v + "patch_embed.proj.bias": (IV_WIDTH,),
+        v + "cls_token": (1, 1, IV_WIDTH), v + "pos_embed": (1, IV_TOKENS, IV_WIDTH),
+        v + "img_pos_embed": (1, 257, IV_WIDTH), v + "clip_pos_embed": (1, IV_TOKENS, IV_WIDTH),
+        v + "clip_img_pos_embed": (1, 257, IV_WIDTH),
+        v + "clip_decoder.0.head.weight": (80, IV_WIDTH), v + "clip_decoder.0.head.bias": (80,),
+        v + "clip_decoder.0.norm.weight": (80,), v + "clip_decoder.0.norm.bias": (80,),
+        v + "final_clip_decoder.head.weight": (IV_POOLED, IV_POOLED), v + "final_clip_decoder.head.bias": (IV_POOLED,),
+        v + "final_clip_decoder.norm.weight": (IV_POOLED,), v + "final_clip_decoder.norm.bias": (IV_POOLED,),
+        "vision_proj.weight": (IV_EMBED, IV_POOLED), "vision_proj.bias": (IV_EMBED,),
+        "text_proj.weight": (IV_EMBED, TEXT), "text_proj.bias": (IV_EMBED,),
+        "itm_head.weight": (2, TEXT), "itm_head.bias": (2,), "temp": (),
+        "text_encoder.cls.predictions.bias": (vocab,), "text_encoder.cls.predictions.transform.dense.weight": (TEXT, TEXT),
+    }
+    pool = v + "clip_projector."
+    for norm in ("norm1_q", "norm1_k", "norm1_v"):
+        shapes[pool + norm + ".weight"], shapes[pool + norm + ".bias"] = (IV_WIDTH,), (IV_WIDTH,)
+    for name in ("q", "k", "v"):
+        shapes[pool + f"cross_attn.{name}.weight"], shapes[pool + f"cross_attn.{name}_bias"] = (IV_WIDTH, IV_WIDTH), (IV_WIDTH,)
+    shapes[pool + "cross_attn.proj.weight"], shapes[pool + "cross_attn.proj.bias"] = (IV_POOLED, IV_WIDTH), (IV_POOLED,)
+    for i in range(IV_DEPTH):
+        b = f"{v}blocks.{i}."
+        shapes.update({b + "norm1.weight": (IV_WIDTH,), b + "attn.qkv.weight": (3 * IV_WIDTH, IV_WIDTH),
+                       b + "attn.proj.weight": (IV_WIDTH, IV_WIDTH), b + "attn.proj.bias": (IV_WIDTH,),
+                       b + "attn.q_norm.weight": (IV_WIDTH,), b + "attn.k_norm.weight": (IV_WIDTH,),
+                       b + "ls1.gamma": (IV_WIDTH,), b + "norm2.weight": (IV_WIDTH,),
+                       b + "mlp.fc1.weight": (IV_MLP, IV_WIDTH), b + "mlp.fc1.bias": (IV_MLP,),
+                       b + "mlp.fc2.weight": (IV_WIDTH, IV_MLP), b + "mlp.fc2.bias": (IV_WIDTH,), b + "ls2.gamma": (IV_WIDTH,)})
+    text = {k: v for k, v in umt_state(vocab).items() if k.startswith("text_encoder.bert.")}
+    for key in list(text):  # UMT's layers 0..3 reused: 0, 1 text-only, 2 fusing (cross-attention onto width 64)
+        index = int(key.split(".")[4]) if ".layer." in key else -1
+        if index >= IV_TEXT_LAYERS:
+            del text[key]
+        elif "crossattention.self.key" in key or "crossattention.self.value" in key:
+            text[key] = text[key][:, :IV_WIDTH] if key.endswith("weight") else text[key]
+    state = {key: (1 + 0.1 * torch.randn(shape, generator=gen)) if ("norm" in key or "gamma" in key) and
+             key.endswith(("weight", "gamma")) else 0.05 * torch.randn(shape, generator=gen) for key, shape in shapes.items()}
+    return {**state, **text}
+
+
+def rms(x, weight):
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+
+def iv_heads_attention(q, k, v):
+    split = lambda x: x.view(x.shape[0], x.shape[1], 16, -1).transpose(1, 2)
+    weights = (split(q) @ split(k).transpose(-1, -2) / math.sqrt(q.shape[-1] // 16)).softmax(-1)
+    return (weights @ split(v)).transpose(1, 2).reshape(q.shape[0], q.shape[1], -1)
+
+
+def functional_internvideo2_video(p, video):
+    v = "vision_encoder."
+    x = F.conv3d(video.permute(0, 2, 1, 3, 4), p[v + "patch_embed.proj.weight"], p[v + "patch_embed.proj.bias"],
+                 stride=(1, IV_PATCH, IV_PATCH)).flatten(2).transpose(1, 2)
+    x = torch.cat([p[v + "cls_token"].expand(x.shape[0], -1, -1), x], 1) + p[v + "pos_embed"]
+    for i in range(IV_DEPTH):
+        b = f"{v}blocks.{i}."
+        q, k, val = F.linear(rms(x, p[b + "norm1.weight"]), p[b + "attn.qkv.weight"]).chunk(3, -1)
+        a = iv_heads_attention(rms(q, p[b + "attn.q_norm.weight"]), rms(k, p[b + "attn.k_norm.weight"]), val)
+        x = x + p[b + "ls1.gamma"] * F.linear(a, p[b + "attn.proj.weight"], p[b + "attn.proj.bias"])
+        h = F.gelu(F.linear(rms(x, p[b + "norm2.weight"]), p[b + "mlp.fc1.weight"], p[b + "mlp.fc1.bias"]))
+        x = x + p[b + "ls2.gamma"] * F.linear(h, p[b + "mlp.fc2.weight"], p[b + "mlp.fc2.bias"])
+    c = v + "clip_projector."
+    ln = lambda t, n: F.layer_norm(t, (IV_WIDTH,), p[c + n + ".weight"], p[c + n + ".bias"], 1e-5)
+    q = F.linear(ln(x.mean(1, keepdim=True), "norm1_q"), p[c + "cross_attn.q.weight"], p[c + "cross_attn.q_bias"])
+    k = F.linear(ln(x, "norm1_k"), p[c + "cross_attn.k.weight"], p[c + "cross_attn.k_bias"])
+    val = F.linear(ln(x, "norm1_v"), p[c + "cross_attn.v.weight"], p[c + "cross_attn.v_bias"])
+    pooled = F.linear(iv_heads_attention(q, k, val), p[c + "cross_attn.proj.weight"], p[c + "cross_attn.proj.bias"])
+    return F.linear(pooled[:, 0], p["vision_proj.weight"], p["vision_proj.bias"])
+
+
+@pytest.mark.parametrize("wrapper", [None, "module"])
+def test_internvideo2_loads_the_released_format_and_matches_the_architecture(tmp_path, tokenizer, checkout_texts,
+                                                                             wrapper):
+    from transformers import AutoTokenizer
+
+    state = internvideo2_state(len(AutoTokenizer.from_pretrained(tokenizer)))
+    path = tmp_path / "InternVideo2-stage2_1b-224p-f4.pt"
+    torch.save(state if wrapper is None else {wrapper: state}, path)
+    metric = chronomagic.MTScore(BackendSpec(path=str(path), tokenizer=tokenizer), CPU, checkout_texts)
+    frames = np.random.default_rng(3).integers(0, 256, size=(12, 80, 120, 3), dtype=np.uint8)
+    with torch.no_grad():
+        video = functional_internvideo2_video(state, chronomagic.mtscore_input(frames))
+        batch = AutoTokenizer.from_pretrained(tokenizer)(list(checkout_texts.value), padding="max_length",
+                                                         truncation=True, max_length=40, return_tensors="pt")
+        ids, attention = batch["input_ids"], batch["attention_mask"]
+        hidden = functional_text(state, ids, attention, layers=IV_FUSION)[0]
+        text = F.linear(hidden[:, 0], state["text_proj.weight"], state["text_proj.bias"])
+    cosines = (F.normalize(video, dim=-1) @ F.normalize(text, dim=-1).T)[0]
+    probs, labels = (100 * cosines).softmax(-1).topk(5)
+    expected = float(sum(p for p, i in zip(probs, labels) if i >= 5))
+    assert metric.score(VideoItem("v", "p", frames))["score"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_internvideo2_rejects_unknown_and_missing_keys(tmp_path, tokenizer, checkout_texts):
+    from transformers import AutoTokenizer
+
+    state = internvideo2_state(len(AutoTokenizer.from_pretrained(tokenizer)))
+    path = tmp_path / "InternVideo2-stage2_1b-224p-f4.pt"
+    torch.save({**state, "vision_encoder.extra_norm.weight": torch.ones(IV_WIDTH)}, path)
+    with pytest.raises(EvalError, match=r"unexpected key\(s\) vision_encoder.extra_norm.weight"):
+        chronomagic.MTScore(BackendSpec(path=str(path), tokenizer=tokenizer), CPU, checkout_texts)
+    del state["vision_encoder.blocks.1.ls2.gamma"]
+    torch.save(state, path)
+    with pytest.raises(EvalError, match=r"missing key\(s\) vision_encoder.blocks.1.ls2.gamma"):
+        chronomagic.MTScore(BackendSpec(path=str(path), tokenizer=tokenizer), CPU, checkout_texts)

@@ -19,6 +19,7 @@ from seppo_video.evaluation.backends import BackendSpec, Tokenizer, load_backend
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.frechet import frechet_distance_sqrtm, population_stats
 from seppo_video.evaluation.metrics.base import DistanceResult, VideoItem
+from seppo_video.evaluation.networks.internvideo2 import load_internvideo2
 from seppo_video.evaluation.networks.umt import load_umt
 from seppo_video.evaluation.official import OfficialText
 from seppo_video.evaluation.video import (
@@ -75,7 +76,7 @@ class MTScore:
 
     def __init__(self, spec: BackendSpec, device: torch.device, descriptions: OfficialText):
         what = "weights.internvideo2 (InternVideo2 stage-2 1B)"
-        self.model = load_backend(spec, what, ("encode_video", "encode_text"), device)
+        self.model = load_backend(spec, what, ("encode_video", "encode_text"), device, released=load_internvideo2)
         self.spec, self.device, self.descriptions = spec, device, descriptions
         ids, mask = Tokenizer(spec.tokenizer, MT_MAX_TOKENS, what)(list(descriptions.value), device)
         with torch.no_grad():

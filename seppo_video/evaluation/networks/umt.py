@@ -11,9 +11,7 @@ the benchmark's UMT configuration (``UMT/main/configs/chronomagic_umt*_config.py
   the layers from it on add cross-attention to all vision tokens;
 - heads: ``vision_proj`` / ``text_proj`` to 768, ``itm_head`` (match / no match) on the fused [CLS].
 
-The BERT modules are ``transformers``' own (their parameter layout is the
-checkpoint's); the wiring of text and fusion layers is done here, because
-``transformers`` attaches cross-attention to every layer or to none.
+The BERT side is :class:`~.bert.BertStack` (``transformers``' modules).
 Sizes are read from the checkpoint's tensor shapes, so reduced test models
 load through the same code; heads are 64 wide, as in UMT-L/16 and BERT-large.
 
@@ -32,12 +30,12 @@ import torch
 from torch import nn
 
 from seppo_video.evaluation.errors import EvalError
+from seppo_video.evaluation.networks.bert import BertShape, BertStack
 from seppo_video.evaluation.networks.checkpoints import load_strict, read_state_dict
 
 WHAT = "weights.umt (UMT-L/16 UMT-msrvtt-7k)"
-HEAD_WIDTH = 64
+HEAD_WIDTH = 64  # UMT-L/16: 1024 wide, 16 heads
 VISION_EPS = 1e-6
-TEXT_EPS = 1e-12
 # A non-persistent buffer in current transformers (persistent in the one UMT was saved with): checked, not loaded.
 POSITION_IDS = "text_encoder.embeddings.position_ids"
 
@@ -180,63 +178,6 @@ class UMTVision(nn.Module):
         return tokens, pooled
 
 
-# ---------------------------------------------------------------- text and fusion
-
-
-def _bert_layers(shape: UMTShape) -> tuple[nn.Module, nn.ModuleList]:
-    from transformers import BertConfig
-    from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer
-
-    config = BertConfig(
-        vocab_size=shape.vocab, hidden_size=shape.text_width, num_hidden_layers=shape.text_layers,
-        num_attention_heads=shape.text_width // HEAD_WIDTH, intermediate_size=shape.text_hidden,
-        max_position_embeddings=shape.max_positions, type_vocab_size=shape.type_vocab, layer_norm_eps=TEXT_EPS,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager",
-    )
-    # transformers adds cross-attention only to decoder layers, so fusion layers are built as such. Their
-    # self-attention stays bidirectional: the causal mask is BertModel's doing, and the layers here always get
-    # an explicit padding mask (eager attention applies exactly the mask it is given).
-    fusion = BertConfig(**{**config.to_dict(), "is_decoder": True, "add_cross_attention": True},
-                        attn_implementation="eager")
-    layers = nn.ModuleList(
-        BertLayer(fusion if index >= shape.fusion_layer else config, layer_idx=index) for index in range(shape.text_layers)
-    )
-    return BertEmbeddings(config), layers
-
-
-def _hidden(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    # transformers 4.x layers return a tuple, 5.x the tensor itself.
-    return output[0] if isinstance(output, tuple) else output
-
-
-class TextEncoder(nn.Module):
-    def __init__(self, shape: UMTShape):
-        super().__init__()
-        self.embeddings, layers = _bert_layers(shape)
-        self.encoder = nn.Module()
-        self.encoder.layer = layers
-        self.fusion_layer = shape.fusion_layer
-
-    @staticmethod
-    def _mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-    def text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states after the text-only layers (UMT's ``mode="text"``)."""
-        hidden = self.embeddings(input_ids=input_ids)
-        mask = self._mask(attention_mask, hidden.dtype)
-        for layer in self.encoder.layer[: self.fusion_layer]:
-            hidden = _hidden(layer(hidden, attention_mask=mask))
-        return hidden
-
-    def fuse(self, text: torch.Tensor, attention_mask: torch.Tensor, vision: torch.Tensor) -> torch.Tensor:
-        """The fusion layers over ``text`` hidden states, attending to every vision token (``mode="fusion"``)."""
-        hidden, mask = text, self._mask(attention_mask, text.dtype)
-        for layer in self.encoder.layer[self.fusion_layer :]:
-            hidden = _hidden(layer(hidden, attention_mask=mask, encoder_hidden_states=vision.to(hidden.dtype)))
-        return hidden
-
-
 class UMT(nn.Module):
     """The metric interface (``encode_video``, ``encode_text``, ``match_logit``) over the released network.
 
@@ -247,7 +188,9 @@ class UMT(nn.Module):
     def __init__(self, shape: UMTShape):
         super().__init__()
         self.vision_encoder = UMTVision(shape)
-        self.text_encoder = TextEncoder(shape)
+        self.text_encoder = BertStack(BertShape(
+            width=shape.text_width, layers=shape.text_layers, fusion_layer=shape.fusion_layer, hidden=shape.text_hidden,
+            vocab=shape.vocab, max_positions=shape.max_positions, type_vocab=shape.type_vocab))
         self.vision_proj = nn.Linear(shape.vision_width, shape.embed_dim)
         self.text_proj = nn.Linear(shape.text_width, shape.embed_dim)
         self.temp = nn.Parameter(torch.ones([]))
