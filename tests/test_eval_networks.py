@@ -340,3 +340,49 @@ def test_internvideo2_rejects_unknown_and_missing_keys(tmp_path, tokenizer, chec
     torch.save(state, path)
     with pytest.raises(EvalError, match=r"missing key\(s\) vision_encoder.blocks.1.ls2.gamma"):
         chronomagic.MTScore(BackendSpec(path=str(path), tokenizer=tokenizer), CPU, checkout_texts)
+
+
+# ---------------------------------------------------------------- CoTracker2 (CHScore)
+
+
+def test_cotracker_runs_the_official_predictor_with_the_official_call(tmp_path, monkeypatch):
+    """A stand-in ``cotracker.predictor`` records how the benchmark's predictor would be built and called."""
+    import sys
+    import types
+
+    calls = []
+
+    class CoTrackerPredictor(torch.nn.Module):
+        def __init__(self, checkpoint):
+            super().__init__()
+            calls.append(("init", checkpoint))
+
+        def forward(self, video, queries=None, segm_mask=None, grid_size=0, grid_query_frame=0,
+                    backward_tracking=False):
+            calls.append(("call", tuple(video.shape), queries, segm_mask, grid_size, grid_query_frame,
+                          backward_tracking))
+            frames = video.shape[1]
+            tracks = torch.zeros(1, frames, grid_size**2, 2)
+            visible = torch.ones(1, frames, grid_size**2, dtype=torch.bool)
+            visible[:, frames // 2 :, :100] = False
+            return tracks, visible
+
+    package, module = types.ModuleType("cotracker"), types.ModuleType("cotracker.predictor")
+    module.CoTrackerPredictor = CoTrackerPredictor
+    monkeypatch.setitem(sys.modules, "cotracker", package)
+    monkeypatch.setitem(sys.modules, "cotracker.predictor", module)
+    checkpoint = tmp_path / "cotracker2.pth"
+    torch.save({"fnet.conv1.weight": torch.zeros(1)}, checkpoint)
+    spec = BackendSpec(path=str(checkpoint), factory="seppo_video.evaluation.networks.cotracker:official_predictor")
+    record = chronomagic.CHScore(spec, CPU).score(VideoItem("v", "p", np.zeros((8, 48, 64, 3), np.uint8)))
+    assert calls == [("init", str(checkpoint)), ("call", (1, 8, 3, 48, 64), None, None, 30, 0, False)]
+    missed = np.array([0.0] * 4 + [100 / 900] * 4)  # static points: invisible ones are all missed
+    parts = chronomagic.chscore_components(missed)
+    assert record["score"] == pytest.approx(1 / chronomagic.instability_index(parts))
+
+
+def test_cotracker_checkpoint_without_the_factory_says_how_to_load_it(tmp_path):
+    checkpoint = tmp_path / "cotracker2.pth"
+    torch.save({"fnet.conv1.weight": torch.zeros(1)}, checkpoint)
+    with pytest.raises(EvalError, match="official_predictor"):
+        chronomagic.CHScore(BackendSpec(path=str(checkpoint)), CPU)

@@ -138,17 +138,15 @@ def load_backend(
 def _load_path(path: Path, what: str, device: torch.device, released: Released | None) -> Any:
     if not path.is_file():
         raise EvalError(f"{what}: file not found: {path}")
-    if released is not None and not is_torchscript(path):
+    if not is_torchscript(path):
+        if released is None:
+            raise EvalError(f"{what}: {path} is not a TorchScript file, and this project has no loader for this "
+                            "network's released checkpoint (docs/evaluation.md, 'Checkpoints')")
         return released(path, device)
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
-        # A released checkpoint (a pickled state dict) lands here: say so rather than "broken file".
-        raise EvalError(
-            f"{what}: {path} is not a TorchScript file ({err.__class__.__name__}); loading this network's released "
-            "checkpoint format is not implemented (docs/evaluation.md, 'Checkpoints'): export it to TorchScript "
-            "or set a factory"
-        ) from err
+        raise EvalError(f"{what}: {path} is a broken TorchScript file ({err.__class__.__name__}: {err})") from err
     return module.eval()
 
 

@@ -9,6 +9,7 @@ from and what makes a score leaderboard-comparable.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -275,6 +276,14 @@ def chscore_from_instability(instability: float) -> float:
     return 0.0 if instability == 0 else 1.0 / instability
 
 
+def _cotracker_needs_factory(path: Path, device: torch.device) -> None:
+    raise EvalError(
+        f"weights.cotracker (CoTracker2): {path} is a released checkpoint, which this project does not load "
+        "itself yet: set weights.cotracker.factory=seppo_video.evaluation.networks.cotracker:official_predictor "
+        "with a co-tracker checkout on PYTHONPATH (docs/evaluation.md)"
+    )
+
+
 class CHScore:
     """Temporal coherence from CoTracker2's 30×30 grid on frame 0, tracked through every frame."""
 
@@ -282,7 +291,8 @@ class CHScore:
     needs_reference = False
 
     def __init__(self, spec: BackendSpec, device: torch.device):
-        self.tracker = load_backend(spec, "weights.cotracker (CoTracker2)", ("track",), device)
+        self.tracker = load_backend(spec, "weights.cotracker (CoTracker2)", ("track",), device,
+                                    released=_cotracker_needs_factory)
         self.spec, self.device = spec, device
 
     def fingerprint(self) -> dict[str, Any]:
