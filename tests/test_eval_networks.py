@@ -386,3 +386,42 @@ def test_cotracker_checkpoint_without_the_factory_says_how_to_load_it(tmp_path):
     torch.save({"fnet.conv1.weight": torch.zeros(1)}, checkpoint)
     with pytest.raises(EvalError, match="official_predictor"):
         chronomagic.CHScore(BackendSpec(path=str(checkpoint)), CPU)
+
+
+# ---------------------------------------------------------------- eval doctor
+
+
+def test_doctor_checks_every_configured_file(released, tokenizer, tmp_path, capsys):
+    import yaml
+    from transformers import AutoTokenizer
+
+    from seppo_video.evaluation.bench import main
+
+    umt_path, _ = released
+    broken = internvideo2_state(len(AutoTokenizer.from_pretrained(tokenizer)))
+    del broken["vision_encoder.blocks.1.ls2.gamma"]
+    torch.save(broken, tmp_path / "InternVideo2-stage2_1b-224p-f4.pt")
+    torch.save({"fnet.conv1.weight": torch.zeros(1)}, tmp_path / "cotracker2.pth")
+    torch.save(torch.zeros(150, 512).half(), tmp_path / "gt150_feats.pt")
+    (tmp_path / "MTScore").mkdir()
+    (tmp_path / "MTScore" / "step0-get_MTScore.py").write_text(f"text_candidates = {[str(i) for i in range(10)]!r}\n")
+    config = {
+        "chronomagic_repo": str(tmp_path),  # has no GPT4o_MTScore/ script
+        "reference": {"umt_features": str(tmp_path / "gt150_feats.pt")},
+        "weights": {
+            "umt": {"path": str(umt_path), "tokenizer": tokenizer},
+            "internvideo2": {"path": str(tmp_path / "InternVideo2-stage2_1b-224p-f4.pt"), "tokenizer": tokenizer},
+            "cotracker": {"path": str(tmp_path / "cotracker2.pth")},
+        },
+    }
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    assert main(["doctor", "--config", str(tmp_path / "eval.yaml")]) == 1
+    out = capsys.readouterr().out
+    lines = {line.split(":")[0].split()[-1]: line for line in out.splitlines() if line[:1] in "oP-"}
+    assert lines["weights.umt"].startswith("ok") and "tensors match" in lines["weights.umt"]
+    assert "missing key(s) vision_encoder.blocks.1.ls2.gamma" in lines["weights.internvideo2"]
+    assert "official_predictor" in lines["weights.cotracker"]
+    assert "(150, 512)" in lines["reference.umt_features"]
+    assert "step1-get_temp_results.py" in lines["chronomagic_repo"]
+    assert lines["weights.i3d"].startswith("-") and "BestWishYsh/ChronoMagic-Bench" in out
+    assert "4 problem(s)" in out

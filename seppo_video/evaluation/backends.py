@@ -41,6 +41,7 @@ class BackendSpec:
     tokenizer: str | None = None  # transformers tokenizer folder for the text side
     processor: str | None = None  # CLIP family: processor folder when not inside `path`
     call_kwargs: list[str] = field(default_factory=list)  # "key=value" passed to each TorchScript call
+    sha256: str | None = None  # the file's expected SHA-256 (checked by `seppo-video eval doctor`)
 
     @property
     def configured(self) -> bool:

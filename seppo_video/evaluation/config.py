@@ -47,6 +47,7 @@ class ReferenceConfig:
     # The benchmark's shipped UMT reference features, UMT/gt_feature/gt150_feats.pt or gt1649_feats.pt
     # (a torch tensor, fp16 [N, 768], rows in the official prompt order); used for UMT-FVD instead of videos.
     umt_features: str | None = None
+    umt_features_sha256: str | None = None  # checked by `seppo-video eval doctor` (docs list the shipped files')
 
 
 @dataclass

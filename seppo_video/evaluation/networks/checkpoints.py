@@ -28,7 +28,8 @@ def read_state_dict(path: str | Path, what: str, wrappers: tuple[str, ...] = ("m
     if not path.is_file():
         raise EvalError(f"{what}: checkpoint not found: {path}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: tensors are read when used, so checking a multi-GB checkpoint's keys takes seconds.
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as err:  # torch raises several types for files it cannot read
         raise EvalError(f"{what}: {path} is not a torch.save checkpoint ({err.__class__.__name__}: {err})") from err
     if not isinstance(loaded, Mapping):
@@ -43,19 +44,22 @@ def read_state_dict(path: str | Path, what: str, wrappers: tuple[str, ...] = ("m
     return tensors
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str, path: str | Path) -> None:
-    """``module.load_state_dict(state)`` requiring exactly its keys and shapes; errors name the offending keys."""
-    expected = module.state_dict()
+def mismatches(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state`` from loading strictly into tensors named and shaped as ``expected``."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = ([f"missing key(s) {_listed(missing)}"] if missing else []) + (
-            [f"unexpected key(s) {_listed(unexpected)}"] if unexpected else [])
-        raise EvalError(f"{what}: {path} does not match the network: {'; '.join(parts)}")
     wrong = [f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})" for k, v in expected.items()
-             if tuple(state[k].shape) != tuple(v.shape)]
-    if wrong:
-        raise EvalError(f"{what}: {path}: wrong shape for {_listed(wrong)}")
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    return ([f"missing key(s) {_listed(missing)}"] if missing else []) + (
+        [f"unexpected key(s) {_listed(unexpected)}"] if unexpected else []) + (
+        [f"wrong shape for {_listed(wrong)}"] if wrong else [])
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str, path: str | Path) -> None:
+    """``module.load_state_dict(state)`` requiring exactly its keys and shapes; errors name the offending keys."""
+    problems = mismatches(module.state_dict(), state)
+    if problems:
+        raise EvalError(f"{what}: {path} does not match the network: {'; '.join(problems)}")
     module.load_state_dict(dict(state), strict=True)
 
 

@@ -183,16 +183,23 @@ class VisionEncoder(nn.Module):
         return self.clip_projector(x)
 
 
+@dataclass(frozen=True)
+class InternVideo2Shape:
+    vision: VisionShape
+    text: BertShape  # the text-only layers (below the fusion layers, which MTScore does not run)
+    embed_dim: int
+
+
 class InternVideo2(nn.Module):
     """The metric interface (``encode_video``, ``encode_text``) in float32, as the benchmark's config runs it."""
 
-    def __init__(self, vision: VisionShape, text: BertShape, embed_dim: int):
+    def __init__(self, shape: InternVideo2Shape):
         super().__init__()
-        self.vision_encoder = VisionEncoder(vision)
+        self.vision_encoder = VisionEncoder(shape.vision)
         self.text_encoder = nn.Module()
-        self.text_encoder.bert = BertStack(text)
-        self.vision_proj = nn.Linear(vision.pooled, embed_dim)
-        self.text_proj = nn.Linear(text.width, embed_dim)
+        self.text_encoder.bert = BertStack(shape.text)
+        self.vision_proj = nn.Linear(shape.vision.pooled, shape.embed_dim)
+        self.text_proj = nn.Linear(shape.text.width, shape.embed_dim)
 
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         return self.vision_proj(self.vision_encoder(video))
@@ -201,17 +208,24 @@ class InternVideo2(nn.Module):
         return self.text_proj(self.text_encoder.bert.text(input_ids, attention_mask)[:, 0])
 
 
-def load_internvideo2(path: str | Path, device: torch.device) -> InternVideo2:
-    """InternVideo2 stage-2 from the released ``.pt`` (bare, or under ``model`` / ``module``), loaded strictly."""
+def internvideo2_checkpoint(path: str | Path) -> tuple[InternVideo2Shape, dict[str, torch.Tensor]]:
+    """The released ``.pt``'s sizes and the tensors MTScore reads (bare, or under ``model`` / ``module``)."""
     state = read_state_dict(path, WHAT, wrappers=("model", "module"))
     prefix = "text_encoder.bert."
     fusion = [i for i in range(len(state)) if f"{prefix}encoder.layer.{i}.crossattention.self.query.weight" in state]
     text_only = min(fusion) if fusion else layer_count(state, prefix)
-    text = BertShape.from_state_dict(state, prefix, layers=text_only, fusion_layer=text_only, what=WHAT)
     if "vision_proj.weight" not in state:
         raise EvalError(f"{WHAT}: {path} has no 'vision_proj.weight': not a stage-2 checkpoint")
-    model = InternVideo2(VisionShape.from_state_dict(state), text, state["vision_proj.weight"].shape[0])
+    shape = InternVideo2Shape(VisionShape.from_state_dict(state),
+                              BertShape.from_state_dict(state, prefix, text_only, text_only, WHAT),
+                              state["vision_proj.weight"].shape[0])
     fusion_layers = tuple(f"{prefix}encoder.layer.{i}." for i in fusion)
-    used = {k: v for k, v in state.items() if not (UNUSED.match(k) or k.startswith(fusion_layers))}
-    load_strict(model, used, WHAT, path)
+    return shape, {k: v for k, v in state.items() if not (UNUSED.match(k) or k.startswith(fusion_layers))}
+
+
+def load_internvideo2(path: str | Path, device: torch.device) -> InternVideo2:
+    """InternVideo2 stage-2 from the released ``.pt``, loaded strictly (see the module docstring)."""
+    shape, state = internvideo2_checkpoint(path)
+    model = InternVideo2(shape)
+    load_strict(model, state, WHAT, path)
     return model.eval().to(device)

@@ -221,12 +221,18 @@ def official_key_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {(key.replace("bert.", "") if "bert" in key else key): value for key, value in state.items()}
 
 
-def load_umt(path: str | Path, device: torch.device) -> UMT:
-    """UMT from the released checkpoint (``{"model": state_dict}`` or a bare state dict), loaded strictly."""
+def umt_checkpoint(path: str | Path) -> tuple[UMTShape, dict[str, torch.Tensor]]:
+    """The released checkpoint's sizes and tensors under this network's key names."""
     state = official_key_names(read_state_dict(path, WHAT))
     positions = state.pop(POSITION_IDS, None)
     if positions is not None and not torch.equal(positions.reshape(-1), torch.arange(positions.numel())):
         raise EvalError(f"{WHAT}: {path}: {POSITION_IDS} is not 0, 1, 2, ... (not a BERT position table)")
-    model = UMT(UMTShape.from_state_dict(state))
+    return UMTShape.from_state_dict(state), state
+
+
+def load_umt(path: str | Path, device: torch.device) -> UMT:
+    """UMT from the released checkpoint (``{"model": state_dict}`` or a bare state dict), loaded strictly."""
+    shape, state = umt_checkpoint(path)
+    model = UMT(shape)
     load_strict(model, state, WHAT, path)
     return model.eval().to(device)
