@@ -331,9 +331,17 @@ def report_markdown(runs: list[dict[str, Any]], context: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MTSCORE_CAVEAT = (
+    "- MTScore: the benchmark's own script loads no tensor of InternVideo2-stage2_1b-224p-f4.pt (its keys miss the "
+    "bare vision encoder it is loaded into), so published MTScores come from randomly initialised weights and no "
+    "MTScore computed from the released weights matches them (docs/evaluation.md)."
+)
+
+
 def _not_comparable(runs: list[dict[str, Any]]) -> list[str]:
     lines = [f"- † {run['model_name']} {entry['title']}: not leaderboard-comparable: {entry['not_leaderboard_comparable']}"
              for run in runs for entry in run["metrics"].values() if entry.get("not_leaderboard_comparable")]
+    lines += [MTSCORE_CAVEAT] if any("mtscore" in run["metrics"] for run in runs) else []
     return [*lines, ""] if lines else []
 
 
