@@ -24,14 +24,14 @@ WHAT = "weights.cotracker (CoTracker2)"
 class OfficialCoTracker:
     """The :class:`~seppo_video.evaluation.backends.PointTracker` interface over ``CoTrackerPredictor``."""
 
-    def __init__(self, predictor: torch.nn.Module):
-        self.predictor = predictor
+    def __init__(self, predictor: torch.nn.Module, device: torch.device):
+        self.predictor, self.device = predictor, device
 
     @torch.no_grad()
     def track(self, video: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         # The benchmark's call: only grid_size, so the predictor queries its own grid on frame 0 and adds no
         # support grid; its visibilities come back already thresholded (> 0.9).
-        tracks, visible = self.predictor(video, grid_size=grid_size)
+        tracks, visible = self.predictor(video.to(self.device), grid_size=grid_size)
         return tracks, visible.bool()
 
 
@@ -46,5 +46,6 @@ def official_predictor(spec: BackendSpec) -> OfficialCoTracker:
             f"{WHAT}: cannot import cotracker.predictor ({err}); put a CoTracker2 checkout of "
             "facebookresearch/co-tracker (or ChronoMagic-Bench's CHScore/ folder) on PYTHONPATH"
         ) from err
+    # The factory gets only the spec, so the tracker picks its device as the benchmark's script does.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return OfficialCoTracker(CoTrackerPredictor(checkpoint=str(spec.path)).eval().to(device))
+    return OfficialCoTracker(CoTrackerPredictor(checkpoint=str(spec.path)).eval().to(device), device)
