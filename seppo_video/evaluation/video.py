@@ -125,12 +125,6 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
-    """Plain resize to ``height x width`` (no crop, aspect ratio not kept), clamped to ``[0, 1]``."""
-    align = False if mode in ("bilinear", "bicubic") else None
-    return F.interpolate(x, size=(height, width), mode=mode, align_corners=align).clamp(0.0, 1.0)
-
-
 def center_crop_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Scale so the frame covers ``height x width``, then crop the centre (aspect ratio kept)."""
     h, w = x.shape[-2:]
