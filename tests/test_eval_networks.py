@@ -381,11 +381,75 @@ def test_cotracker_runs_the_official_predictor_with_the_official_call(tmp_path, 
     assert record["score"] == pytest.approx(1 / chronomagic.instability_index(parts))
 
 
-def test_cotracker_checkpoint_without_the_factory_says_how_to_load_it(tmp_path):
-    checkpoint = tmp_path / "cotracker2.pth"
-    torch.save({"fnet.conv1.weight": torch.zeros(1)}, checkpoint)
-    with pytest.raises(EvalError, match="official_predictor"):
-        chronomagic.CHScore(BackendSpec(path=str(checkpoint)), CPU)
+# CoTracker2's released layout (stride 4, window 8, space attention, 64 virtual tracks, 384x512): a few of its
+# 321 tensors, named and shaped as in cotracker2.pth.
+COTRACKER2_KEYS = {
+    "fnet.conv1.weight": (64, 3, 7, 7), "fnet.layer2.0.downsample.0.weight": (96, 64, 1, 1),
+    "fnet.layer4.1.conv2.weight": (128, 128, 3, 3), "fnet.conv2.weight": (256, 416, 3, 3),
+    "fnet.conv3.weight": (128, 256, 1, 1), "updateformer.input_transform.weight": (384, 456),
+    "updateformer.flow_head.weight": (130, 384), "updateformer.virual_tracks": (1, 64, 1, 384),
+    "updateformer.time_blocks.5.attn.to_kv.weight": (768, 384),
+    "updateformer.space_virtual2point_blocks.5.norm_context.weight": (384,),
+    "updateformer.space_point2virtual_blocks.0.cross_attn.to_q.bias": (384,),
+    "updateformer.space_virtual_blocks.3.mlp.fc1.weight": (1536, 384),
+    "time_emb": (1, 8, 456), "pos_emb": (1, 456, 96, 128), "norm.weight": (128,),
+    "track_feat_updater.0.weight": (128, 128), "vis_predictor.0.weight": (1, 128),
+}
+
+
+@pytest.fixture(scope="module")
+def cotracker_checkpoint(tmp_path_factory):
+    from seppo_video.evaluation.networks.cotracker2 import CoTracker2
+
+    torch.manual_seed(0)
+    state = CoTracker2().state_dict()
+    path = tmp_path_factory.mktemp("cotracker") / "cotracker2.pth"
+    torch.save({"model": state}, path)
+    return path, state
+
+
+def test_cotracker2_has_the_released_layout_and_loads_strictly(cotracker_checkpoint, tmp_path):
+    path, state = cotracker_checkpoint
+    assert len(state) == 321
+    assert {k: tuple(state[k].shape) for k in COTRACKER2_KEYS} == COTRACKER2_KEYS
+    metric = chronomagic.CHScore(BackendSpec(path=str(path)), CPU)
+    loaded = metric.tracker.model.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in COTRACKER2_KEYS)
+    broken = {k: v for k, v in state.items() if k != "updateformer.virual_tracks"}
+    torch.save(broken, tmp_path / "cotracker2.pth")
+    with pytest.raises(EvalError, match="missing key.*updateformer.virual_tracks"):
+        chronomagic.CHScore(BackendSpec(path=str(tmp_path / "cotracker2.pth")), CPU)
+
+
+def test_cotracker2_tables_and_grid_follow_the_formulas():
+    from seppo_video.evaluation.networks.cotracker2 import grid_points, sincos_1d, sincos_2d
+
+    positions = torch.arange(8, dtype=torch.float64)
+    k = torch.arange(228, dtype=torch.float64)
+    angles = positions[:, None] / 10000 ** (k / 228)[None]
+    torch.testing.assert_close(sincos_1d(456, positions)[0].double(), torch.cat([angles.sin(), angles.cos()], 1),
+                               rtol=0, atol=1e-6)
+    table = sincos_2d(8, 3, 5)[0]  # channels 0-3 from x (column), 4-7 from y (row)
+    torch.testing.assert_close(table[:, 2, 4], torch.cat([sincos_1d(4, torch.tensor([4.0]))[0, 0],
+                                                          sincos_1d(4, torch.tensor([2.0]))[0, 0]]))
+    grid = grid_points(30, 384, 512)  # margin 512 / 64 = 8 px
+    assert grid.shape == (900, 2) and grid[0].tolist() == [8.0, 8.0] and grid[-1].tolist() == [504.0, 376.0]
+    assert grid[1, 0] == pytest.approx(8 + 496 / 29) and grid[30, 1] == pytest.approx(8 + 368 / 29)
+
+
+@pytest.mark.slow
+def test_cotracker2_tracks_the_official_grid_end_to_end(cotracker_checkpoint):
+    """Random weights through the whole tracker: the grid at frame 0 in video pixels, visible there."""
+    path, _ = cotracker_checkpoint
+    metric = chronomagic.CHScore(BackendSpec(path=str(path)), CPU)
+    video = torch.from_numpy(np.random.default_rng(0).integers(0, 256, size=(1, 8, 3, 48, 64))).float()
+    tracks, visible = metric.tracker.track(video, 30)
+    assert tracks.shape == (1, 8, 900, 2) and visible.shape == (1, 8, 900) and bool(visible[0, 0].all())
+    from seppo_video.evaluation.networks.cotracker2 import grid_points
+
+    expected = grid_points(30, 384, 512) * torch.tensor([63 / 511, 47 / 383])
+    torch.testing.assert_close(tracks[0, 0], expected)
+    assert torch.isfinite(tracks).all()
 
 
 # ---------------------------------------------------------------- eval doctor
@@ -420,7 +484,7 @@ def test_doctor_checks_every_configured_file(released, tokenizer, tmp_path, caps
     lines = {line.split(":")[0].split()[-1]: line for line in out.splitlines() if line[:1] in "oP-"}
     assert lines["weights.umt"].startswith("ok") and "tensors match" in lines["weights.umt"]
     assert "missing key(s) vision_encoder.blocks.1.ls2.gamma" in lines["weights.internvideo2"]
-    assert "official_predictor" in lines["weights.cotracker"]
+    assert "missing key(s)" in lines["weights.cotracker"]
     assert "(150, 512)" in lines["reference.umt_features"]
     assert "step1-get_temp_results.py" in lines["chronomagic_repo"]
     assert lines["weights.i3d"].startswith("-") and "BestWishYsh/ChronoMagic-Bench" in out

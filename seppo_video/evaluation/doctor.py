@@ -28,7 +28,7 @@ BENCH_MODELS = "the Hugging Face model repo BestWishYsh/ChronoMagic-Bench (the b
 SOURCES = {
     "umt": f"UMT-msrvtt-7k.pth from {BENCH_MODELS}; tokenizer: a local bert-large-uncased folder",
     "internvideo2": f"InternVideo2-stage2_1b-224p-f4.pt from {BENCH_MODELS}; tokenizer: bert-large-uncased",
-    "cotracker": f"cotracker2.pth from {BENCH_MODELS}, with a facebookresearch/co-tracker (v2) checkout on PYTHONPATH",
+    "cotracker": f"cotracker2.pth from {BENCH_MODELS}",
     "i3d": "i3d_torchscript.pt (StyleGAN-V's FVD detector)",
     "inception": "inception-2015-12-05.pt (StyleGAN2-ADA's FID detector)",
     "lpips": "an LPIPS network exported to TorchScript",
@@ -140,16 +140,20 @@ def _internvideo2(path: Path, spec: BackendSpec) -> str:
 
 def _cotracker(path: Path, spec: BackendSpec) -> str:
     from seppo_video.evaluation.networks.checkpoints import read_state_dict
+    from seppo_video.evaluation.networks.cotracker2 import WHAT, CoTracker2
 
     if is_torchscript(path):
         return f"{path.name}: TorchScript export"
-    if not spec.factory:
-        raise EvalError(f"{path} is a released checkpoint: set weights.cotracker.factory="
-                        "seppo_video.evaluation.networks.cotracker:official_predictor")
-    state = read_state_dict(path, "weights.cotracker")
-    if not _importable("cotracker.predictor"):
-        raise EvalError("cannot find cotracker.predictor: put a co-tracker checkout on PYTHONPATH")
-    return f"{path.name}: {len(state)} tensors; cotracker.predictor importable"
+    if spec.factory:  # the official predictor of a co-tracker checkout loads the file itself
+        if not _importable("cotracker.predictor"):
+            raise EvalError("cannot find cotracker.predictor: put a co-tracker checkout on PYTHONPATH")
+        return f"{path.name}: for the official predictor; cotracker.predictor importable"
+    with torch.device("meta"):
+        expected = CoTracker2().state_dict()
+    problems = mismatches(expected, read_state_dict(path, WHAT))
+    if problems:
+        raise EvalError(f"{path}: {'; '.join(problems)}")
+    return f"{path.name}: all {len(expected)} tensors match"
 
 
 def _importable(module: str) -> bool:

@@ -9,7 +9,6 @@ from and what makes a score leaderboard-comparable.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from seppo_video.evaluation.backends import BackendSpec, Tokenizer, load_backend
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.frechet import frechet_distance_sqrtm, population_stats
 from seppo_video.evaluation.metrics.base import DistanceResult, VideoItem
+from seppo_video.evaluation.networks.cotracker2 import load_cotracker2
 from seppo_video.evaluation.networks.internvideo2 import load_internvideo2
 from seppo_video.evaluation.networks.umt import load_umt
 from seppo_video.evaluation.official import OfficialText
@@ -276,14 +276,6 @@ def chscore_from_instability(instability: float) -> float:
     return 0.0 if instability == 0 else 1.0 / instability
 
 
-def _cotracker_needs_factory(path: Path, device: torch.device) -> None:
-    raise EvalError(
-        f"weights.cotracker (CoTracker2): {path} is a released checkpoint, which this project does not load "
-        "itself yet: set weights.cotracker.factory=seppo_video.evaluation.networks.cotracker:official_predictor "
-        "with a co-tracker checkout on PYTHONPATH (docs/evaluation.md)"
-    )
-
-
 class CHScore:
     """Temporal coherence from CoTracker2's 30×30 grid on frame 0, tracked through every frame."""
 
@@ -292,7 +284,7 @@ class CHScore:
 
     def __init__(self, spec: BackendSpec, device: torch.device):
         self.tracker = load_backend(spec, "weights.cotracker (CoTracker2)", ("track",), device,
-                                    released=_cotracker_needs_factory)
+                                    released=load_cotracker2)
         self.spec, self.device = spec, device
 
     def fingerprint(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""CoTracker2 for CHScore, through the official predictor of a local co-tracker checkout.
+"""CoTracker2 for CHScore through the official predictor of a local co-tracker checkout (an alternative).
 
-CoTracker2 is not reimplemented here (yet): its released ``cotracker2.pth``
-is loaded by the official ``CoTrackerPredictor`` (facebookresearch/co-tracker
-at its CoTracker2 release, or the copy under the benchmark's ``CHScore/``),
-imported from the user's ``PYTHONPATH``, and called exactly as the benchmark
-calls it. Set ``weights.cotracker.factory`` to
+By default ``cotracker2.pth`` loads into :mod:`.cotracker2` (written here).
+This adapter instead runs the official ``CoTrackerPredictor``
+(facebookresearch/co-tracker at its CoTracker2 release, or the copy under the
+benchmark's ``CHScore/``), imported from the user's ``PYTHONPATH`` and called
+exactly as the benchmark calls it, e.g. to cross-check the two. Set
+``weights.cotracker.factory`` to
 ``seppo_video.evaluation.networks.cotracker:official_predictor`` and
 ``weights.cotracker.path`` to ``cotracker2.pth``.
 """
