@@ -489,3 +489,16 @@ def test_doctor_checks_every_configured_file(released, tokenizer, tmp_path, caps
     assert "step1-get_temp_results.py" in lines["chronomagic_repo"]
     assert lines["weights.i3d"].startswith("-") and "BestWishYsh/ChronoMagic-Bench" in out
     assert "4 problem(s)" in out
+    pinned = str(tmp_path / "eval.yaml")
+    config["weights"]["umt"]["sha256"] = "0" * 64
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    assert main(["doctor", "--config", pinned, "--checksums"]) == 1
+    out = capsys.readouterr().out
+    assert "differs from weights.umt.sha256" in out
+    import hashlib
+
+    config["weights"]["umt"]["sha256"] = hashlib.sha256(umt_path.read_bytes()).hexdigest()
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    main(["doctor", "--config", pinned, "--checksums"])
+    umt_line = next(line for line in capsys.readouterr().out.splitlines() if "weights.umt:" in line)
+    assert umt_line.startswith("ok") and f"sha256 {config['weights']['umt']['sha256']}" in umt_line

@@ -185,6 +185,8 @@ def _run_all(args: argparse.Namespace) -> int:
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check every file the eval config names (formats, keys, shapes, tokenizers)")
     _add_common(p)
+    p.add_argument("--checksums", action="store_true",
+                   help="also print each weights file's SHA-256 (to pin it in the config's sha256 fields)")
     p.set_defaults(run=_run_doctor)
 
 
@@ -192,7 +194,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
     from seppo_video.evaluation.config import load_eval_config
     from seppo_video.evaluation.doctor import diagnose, format_findings
 
-    findings = diagnose(load_eval_config(args.config, args.overrides))
+    findings = diagnose(load_eval_config(args.config, args.overrides), args.checksums)
     print(format_findings(findings))
     return 1 if any(f.status == "problem" for f in findings) else 0
 

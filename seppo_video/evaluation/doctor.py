@@ -61,9 +61,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def diagnose(config: EvalConfig) -> list[Finding]:
-    """Every finding for ``config`` (problems and what is fine)."""
-    findings = [_weights(entry.name, getattr(config.weights, entry.name)) for entry in fields(config.weights)]
+def diagnose(config: EvalConfig, checksums: bool = False) -> list[Finding]:
+    """Every finding for ``config`` (problems and what is fine); ``checksums`` adds each weights file's SHA-256."""
+    findings = [_weights(entry.name, getattr(config.weights, entry.name), checksums) for entry in fields(config.weights)]
     return [*findings, _umt_features(config), _reference_videos(config), _checkout(config)]
 
 
@@ -74,16 +74,16 @@ def _guard(subject: str, source: str, check: Callable[[], str]) -> Finding:
         return Finding(subject, "problem", str(err), source)
 
 
-def _weights(name: str, spec: BackendSpec) -> Finding:
+def _weights(name: str, spec: BackendSpec, checksums: bool) -> Finding:
     subject, source = f"weights.{name}", SOURCES[name]
     if not spec.configured:
         return Finding(subject, "not configured", "metric skipped", source)
     if spec.path == "tiny":
         return Finding(subject, "ok", "the tiny random-init stand-in (built at run time; its numbers mean nothing)")
-    return _guard(subject, source, lambda: _check_spec(name, spec))
+    return _guard(subject, source, lambda: _check_spec(name, spec, checksums))
 
 
-def _check_spec(name: str, spec: BackendSpec) -> str:
+def _check_spec(name: str, spec: BackendSpec, checksums: bool) -> str:
     if spec.factory:
         import_callable(spec.factory, f"weights.{name}.factory")
     notes = [f"factory {spec.factory}"] if spec.factory else []
@@ -92,8 +92,10 @@ def _check_spec(name: str, spec: BackendSpec) -> str:
         if not path.exists():
             raise EvalError(f"{path} not found")
         notes.append(CHECKS.get(name, _torchscript)(path, spec))
-        if spec.sha256 and path.is_file() and sha256(path) != spec.sha256.lower():
-            raise EvalError(f"{path}: SHA-256 differs from weights.{name}.sha256")
+        digest = sha256(path) if path.is_file() and (spec.sha256 or checksums) else None
+        if spec.sha256 and digest != spec.sha256.lower():
+            raise EvalError(f"{path}: SHA-256 {digest} differs from weights.{name}.sha256")
+        notes += [f"sha256 {digest}"] if checksums and digest else []
     return "; ".join(notes)
 
 
