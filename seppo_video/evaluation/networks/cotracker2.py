@@ -41,15 +41,15 @@ VISIBLE = 0.9  # the predictor's threshold on the visibility probability
 
 def sincos_1d(width: int, positions: torch.Tensor) -> torch.Tensor:
     """``[1, M, width]``: sines then cosines of ``position / 10000^(2k / width)``, k < width / 2."""
-    omega = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64) / (width / 2.0))
+    omega = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64, device=positions.device) / (width / 2.0))
     angles = positions.reshape(-1).double()[:, None] * omega[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)[None].float()
 
 
 def sincos_2d(width: int, height: int, breadth: int) -> torch.Tensor:
     """``[1, width, height, breadth]``: half the channels from x, half from y."""
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(breadth, dtype=torch.float32),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device="cpu"),
+                            torch.arange(breadth, dtype=torch.float32, device="cpu"), indexing="ij")
     table = torch.cat([sincos_1d(width // 2, xs), sincos_1d(width // 2, ys)], dim=2)
     return table.reshape(1, height, breadth, width).permute(0, 3, 1, 2)
 
@@ -248,7 +248,8 @@ class CoTracker2(nn.Module):
         super().__init__()
         self.fnet = BasicEncoder()
         self.updateformer = EfficientUpdateFormer()
-        positions = torch.linspace(0, WINDOW - 1, WINDOW)
+        # Fixed tables, computed on the CPU whatever the construction device (the checkpoint holds them too).
+        positions = torch.linspace(0, WINDOW - 1, WINDOW, device="cpu")
         self.register_buffer("time_emb", sincos_1d(INPUT, positions))
         self.register_buffer("pos_emb", sincos_2d(INPUT, RESOLUTION[0] // STRIDE, RESOLUTION[1] // STRIDE))
         self.norm = nn.GroupNorm(1, LATENT)
