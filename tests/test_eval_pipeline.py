@@ -14,13 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from seppo_video.cli import main as cli_main
 from seppo_video.evaluation.bench import main
+from seppo_video.evaluation.config import StatsConfig, load_eval_config
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.generate import generate_videos
+from seppo_video.evaluation.pipeline import run_pipeline
 from seppo_video.evaluation.prompts import read_prompts
+from seppo_video.evaluation.report import ModelScores, summarize_run
 from seppo_video.evaluation.tiny_extractors import ensure_tiny_extractors
 from seppo_video.sample import SampleSettings, write_video
 
@@ -29,6 +33,9 @@ MODEL = "tiny-animatediff"
 BENCH_COLUMNS = ["Model", "Backbone", "UMT-FVD", "UMTScore", "MTScore", "CHScore", "GPT4o-MTScore"]
 EXPECTED_METRICS = {"umt_fvd", "umtscore", "mtscore", "chscore", "fid", "fvd", "lpips", "ssim", "psnr",
                     "clip_score", "pickscore"}
+
+
+OWN_DESCRIPTIONS = [f"test text {i}" for i in range(10)]  # not the official wording: marked as such
 
 
 def reference_clips(folder: Path, videoids: list[str], frames: int = 12, size: int = 80) -> Path:
@@ -44,7 +51,7 @@ def weights_section(tiny: dict[str, Path]) -> dict:
     text = {"tokenizer": str(tiny["tokenizer"])}
     return {
         "umt": {"path": str(tiny["umt"]), **text},
-        "internvideo2": {"path": str(tiny["internvideo2"]), **text, "max_length": 40},
+        "internvideo2": {"path": str(tiny["internvideo2"]), **text},
         "cotracker": {"path": str(tiny["cotracker"])},
         "i3d": {"path": str(tiny["i3d"])},
         "inception": {"path": str(tiny["inception"])},
@@ -65,6 +72,7 @@ def bench(tmp_path_factory):
         "max_prompts": 2,
         "seeds": [0, 1],
         "models": [{"name": MODEL, "model": "tiny:animatediff"}],
+        "mtscore_descriptions": OWN_DESCRIPTIONS,
         "generation": {"num_frames": 8, "height": 64, "width": 64, "num_inference_steps": 2, "device": "cpu"},
         "reference": {"videos": str(reference_clips(root / "reference", [p.videoid for p in prompts]))},
         "weights": weights_section(ensure_tiny_extractors()),
@@ -116,6 +124,49 @@ def test_leaderboard_csv_and_markdown(bench):
     assert "AnimateDiff-V3 | 197.89 | 2.944 | 0.467 | 70.85 | 2.62" in markdown
     assert "11.09" in markdown and "formula change" in markdown
     assert "median" in markdown and "HPSv2" in markdown
+    assert "† tiny-animatediff MTScore: not leaderboard-comparable" in markdown and "mtscore_descriptions" in markdown
+    report = json.loads((bench["out"] / "report.json").read_text())
+    flagged = {n for n, e in report["runs"][0]["metrics"].items() if e.get("not_leaderboard_comparable")}
+    assert flagged == {"mtscore"}
+
+
+def test_umt_fvd_reads_the_shipped_feature_file(bench, tmp_path, monkeypatch):
+    """The benchmark's gt*_feats.pt (fp16 [N, 768]) as the reference side, through scoring and the report."""
+    (tmp_path / "wide_umt.py").write_text(  # the tiny UMT, widened to UMT's 768 feature columns
+        "import torch\n"
+        "class Wide:\n"
+        "    def __init__(self, path):\n"
+        "        self.inner = torch.jit.load(path)\n"
+        "    def encode_video(self, video):\n"
+        "        return self.inner.encode_video(video).repeat(1, 24)\n"
+        "def load(spec):\n"
+        "    return Wide(spec.path)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    features = tmp_path / "gt150_feats.pt"
+    torch.save(torch.randn(20, 768).half(), features)
+    scores = tmp_path / "scores"
+    args = ["score", "--videos", str(bench["out"] / "videos" / MODEL), "--prompts", str(SAMPLE_CSV), "--max-prompts",
+            "2", "--out", str(scores), "--config", str(bench["config"]), "--metrics", "umt_fvd",
+            "--reference-umt-features", str(features), "--set", "weights.umt.factory=wide_umt:load"]
+    assert main(args) == 0
+    run = summarize_run(ModelScores(scores / MODEL), StatsConfig(bootstrap=10, distribution_bootstrap=2))
+    entry = run["metrics"]["umt_fvd"]
+    assert math.isfinite(entry["mean"]) and entry["n_reference"] == 20
+    assert entry["details"][0]["rows"] == [2, 20]
+
+
+def test_a_wrong_umt_feature_file_fails_before_any_generation(bench, tmp_path, monkeypatch):
+    wrong = tmp_path / "gt150_feats.pt"
+    torch.save(torch.zeros(150, 512).half(), wrong)
+    config = load_eval_config(bench["config"], [f"reference.umt_features={wrong}", f"out={tmp_path / 'out'}"])
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generation started before the reference features were checked")
+
+    monkeypatch.setattr("seppo_video.evaluation.pipeline.generate_videos", no_generation)
+    with pytest.raises(EvalError, match=r"gt150_feats\.pt holds \(150, 512\)"):
+        run_pipeline(config)
 
 
 def test_per_video_metric_merges_over_videos_then_sets(bench):

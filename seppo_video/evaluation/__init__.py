@@ -13,6 +13,9 @@ The pipeline has three steps, each resumable and each a subcommand of
    leaderboard CSV and a markdown table.
 
 No weights are ever downloaded: every model-backed metric loads a local file
-named in the evaluation config (:mod:`.backends`), and is skipped, with a
-message naming what it needs, when none is given.
+named in the evaluation config (:mod:`.backends`; the benchmark's networks,
+written here, load their released checkpoints: :mod:`.networks`), and is
+skipped, with a message naming what it needs, when none is given.
+:mod:`.doctor` checks every configured file before a run; texts that define
+metrics come from a checkout of the benchmark (:mod:`.official`).
 """

@@ -1,13 +1,13 @@
 """The networks behind the metrics, behind small typed interfaces.
 
-UMT, InternVideo2, CoTracker2, I3D and Inception have no pip-installable
-loader that works offline, so each metric talks to an interface (a
-``Protocol`` below) and the evaluation config says where its implementation
-is, in one of two ways (``BackendSpec``):
+Each metric talks to an interface (a ``Protocol`` below) and the
+evaluation config says where its implementation is (``BackendSpec``):
 
-- ``path``: a TorchScript file (``torch.jit.load``) exporting the methods of
-  the interface (``@torch.jit.export``), or a ``transformers`` folder for the
-  CLIP family. The method contracts are documented on each protocol and in
+- ``path``: the network's released checkpoint, for the networks this project
+  implements (:mod:`.networks`: UMT); a TorchScript file
+  (``torch.jit.load``) exporting the methods of the interface
+  (``@torch.jit.export``); or a ``transformers`` folder for the CLIP family.
+  The method contracts are documented on each protocol and in
   ``docs/evaluation.md``.
 - ``factory``: ``"package.module:callable"``; the callable receives the
   ``BackendSpec`` and returns an object with the interface's methods (for
@@ -20,7 +20,7 @@ exactly this code.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,18 +29,19 @@ import torch
 import yaml
 
 from seppo_video.evaluation.errors import EvalError
+from seppo_video.evaluation.networks.checkpoints import is_torchscript
 
 
 @dataclass
 class BackendSpec:
     """Where one network's weights are (all local; nothing is downloaded)."""
 
-    path: str | None = None  # TorchScript file or transformers folder; "tiny" = the test stand-in
+    path: str | None = None  # released checkpoint, TorchScript file or transformers folder; "tiny" = test stand-in
     factory: str | None = None  # "package.module:callable" returning the interface (receives this spec)
     tokenizer: str | None = None  # transformers tokenizer folder for the text side
     processor: str | None = None  # CLIP family: processor folder when not inside `path`
-    max_length: int = 32  # text tokens (truncated / padded)
     call_kwargs: list[str] = field(default_factory=list)  # "key=value" passed to each TorchScript call
+    sha256: str | None = None  # the file's expected SHA-256 (checked by `seppo-video eval doctor`)
 
     @property
     def configured(self) -> bool:
@@ -78,15 +79,15 @@ class VideoTextModel(Protocol):
 
 
 class PointTracker(Protocol):
-    """CoTracker2 (CHScore).
+    """CoTracker2 (CHScore), called as the benchmark calls its predictor.
 
-    ``video``: ``float [1, T, 3, H, W]`` in ``[0, 255]``; ``queries``:
-    ``float [1, N, 3]`` rows ``(t, x, y)`` in pixels. Returns ``tracks
-    [1, T, N, 2]`` (x, y in pixels) and ``visibility [1, T, N]`` (bool or
-    probability; > 0.5 is visible).
+    ``video``: ``float [1, T, 3, H, W]`` in ``[0, 255]``; ``grid_size``: the
+    tracker's own ``grid_size × grid_size`` query grid on frame 0 (no support
+    grid). Returns ``tracks [1, T, N, 2]`` (x, y in pixels) and ``visible
+    [1, T, N]`` (bool, after the predictor's own visibility threshold).
     """
 
-    def track(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def track(self, video: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class VideoFeatureExtractor(Protocol):
@@ -110,15 +111,22 @@ class PerceptualDistance(Protocol):
 # ---------------------------------------------------------------- loading
 
 
-def load_backend(spec: BackendSpec, what: str, methods: Sequence[str], device: torch.device) -> Any:
+Released = Callable[[Path, torch.device], Any]  # loads a network's released checkpoint file as it is
+
+
+def load_backend(
+    spec: BackendSpec, what: str, methods: Sequence[str], device: torch.device, released: Released | None = None
+) -> Any:
     """Load the network ``spec`` points at and check it has ``methods``.
 
-    ``what`` names the network in errors (e.g. ``"weights.cotracker (CoTracker2)"``).
+    ``path`` may be a TorchScript file or, for networks with a ``released``
+    loader, the released checkpoint itself. ``what`` names the network in
+    errors (e.g. ``"weights.cotracker (CoTracker2)"``).
     """
     if spec.factory:
         backend = import_callable(spec.factory, what)(spec)
     else:
-        backend = _load_torchscript(Path(str(spec.path)), what, device)
+        backend = _load_path(Path(str(spec.path)), what, device, released)
     missing = [m for m in methods if not callable(getattr(backend, m, None))]
     if missing:
         raise EvalError(
@@ -128,13 +136,18 @@ def load_backend(spec: BackendSpec, what: str, methods: Sequence[str], device: t
     return backend
 
 
-def _load_torchscript(path: Path, what: str, device: torch.device) -> torch.jit.ScriptModule:
+def _load_path(path: Path, what: str, device: torch.device, released: Released | None) -> Any:
     if not path.is_file():
-        raise EvalError(f"{what}: TorchScript file not found: {path}")
+        raise EvalError(f"{what}: file not found: {path}")
+    if not is_torchscript(path):
+        if released is None:
+            raise EvalError(f"{what}: {path} is not a TorchScript file, and this project has no loader for this "
+                            "network's released checkpoint (docs/evaluation.md, 'Checkpoints')")
+        return released(path, device)
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
-        raise EvalError(f"{what}: {path} is not a TorchScript file ({err.__class__.__name__})") from err
+        raise EvalError(f"{what}: {path} is a broken TorchScript file ({err.__class__.__name__}: {err})") from err
     return module.eval()
 
 

@@ -3,7 +3,7 @@
 Subcommands: ``generate`` (videos in the benchmark layout), ``score``
 (per-video records, resumable), ``report`` (merged figures with intervals:
 JSON, leaderboard CSV, markdown), ``compare`` (paired difference of two runs)
-and ``run`` (all of it from one eval config).
+``run`` (all of it from one eval config) and ``doctor`` (checks every file a config names).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ logger = logging.getLogger("seppo_video.evaluation")
 EXAMPLES = """\
 examples:
   seppo-video eval run --config configs/eval_tiny.yaml
+  seppo-video eval doctor --config configs/eval_chronomagic.yaml   # every configured file, in seconds
   seppo-video eval generate --model runs/tiny/export --name seppo --prompts data/chronomagic_bench_sample.csv \\
       --out bench/videos --seeds 0 1 2 --steps 25 --frames 16 --size 512
   seppo-video eval score --videos bench/videos/seppo --prompts data/chronomagic_bench_sample.csv \\
@@ -79,7 +80,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     _add_metric_options(p)
     p.add_argument("--reference-videos", type=Path, default=None, help="folder of real clips <videoid>.mp4")
-    p.add_argument("--reference-umt-features", type=Path, default=None, help="shipped UMT reference features (.npy)")
+    p.add_argument("--reference-umt-features", type=Path, default=None,
+                   help="the benchmark's UMT reference features (UMT/gt_feature/gt1*_feats.pt)")
     p.add_argument("--device", default=None)
     p.add_argument("--max-prompts", type=int, default=None)
     p.set_defaults(run=_run_score)
@@ -180,6 +182,23 @@ def _run_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check every file the eval config names (formats, keys, shapes, tokenizers)")
+    _add_common(p)
+    p.add_argument("--checksums", action="store_true",
+                   help="also print each weights file's SHA-256 (to pin it in the config's sha256 fields)")
+    p.set_defaults(run=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from seppo_video.evaluation.config import load_eval_config
+    from seppo_video.evaluation.doctor import diagnose, format_findings
+
+    findings = diagnose(load_eval_config(args.config, args.overrides), args.checksums)
+    print(format_findings(findings))
+    return 1 if any(f.status == "problem" for f in findings) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seppo-video eval",
@@ -190,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_run, _add_generate, _add_score, _add_report, _add_compare):
+    for add in (_add_run, _add_generate, _add_score, _add_report, _add_compare, _add_doctor):
         add(sub)
     return parser
 

@@ -1,8 +1,8 @@
 """The evaluation config: YAML + ``key=value`` overrides, validated like the training config.
 
 Benchmark constants (frame counts, CHScore weights and bounds, UMT-FVD
-subset sizes, the MTScore descriptions) are *not* here: they define the
-benchmark and live next to the metrics. The config holds what differs per
+subset sizes and seeds) are *not* here: they define the benchmark and live
+next to the metrics; its texts come from a checkout (``chronomagic_repo``). The config holds what differs per
 run: models, seeds, sampling settings, where weights and reference videos
 are, and statistics settings.
 """
@@ -44,8 +44,10 @@ class ReferenceConfig:
     # Folder of real clips named <videoid>.mp4 (FID, FVD, LPIPS, SSIM, PSNR, UMT-FVD);
     # "tiny" writes synthetic clips for the prompt ids (demo / tests only).
     videos: str | None = None
-    # The benchmark's shipped UMT reference features (.npy [N, D]); used for UMT-FVD instead of videos.
+    # The benchmark's shipped UMT reference features, UMT/gt_feature/gt150_feats.pt or gt1649_feats.pt
+    # (a torch tensor, fp16 [N, 768], rows in the official prompt order); used for UMT-FVD instead of videos.
     umt_features: str | None = None
+    umt_features_sha256: str | None = None  # checked by `seppo-video eval doctor` (docs list the shipped files')
 
 
 @dataclass
@@ -68,7 +70,6 @@ class ScoringConfig:
     fvd_frames: int = 16  # clip length fed to I3D (evenly spaced; repeats for short videos)
     fvd_size: int = 224
     preference_frames: int | None = None  # frames per video scored by CLIP/PickScore/HPSv2 (None: all)
-    umt_fvd_seed: int = 0  # the random subsets of UMT-FVD
 
 
 @dataclass
@@ -83,7 +84,9 @@ class StatsConfig:
 class Gpt4oConfig:
     # A remote, paid call: off unless enabled here (or --gpt4o-client) with a client you supply.
     enabled: bool = False
-    client: str | None = None  # "package.module:callable" (frames: list[uint8 HxWx3], rubric: str) -> 1..5
+    # "package.module:callable" (frames: list[uint8 HxWx3], names: list[str], rubric: str) -> reply text
+    client: str | None = None
+    rubric: str | None = None  # your own rubric when chronomagic_repo is not set (not leaderboard-comparable)
 
 
 @dataclass
@@ -94,6 +97,12 @@ class EvalConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one sample set per seed
     models: list[ModelEntry] = field(default_factory=lambda: [ModelEntry()])
     metrics: list[str] | None = None  # None: every metric whose weights are configured (others skipped)
+    # A local checkout of PKU-YuanGroup/ChronoMagic-Bench: MTScore's descriptions and GPT4o-MTScore's rubric
+    # are read from it (docs/evaluation.md names the files). Without it those scores are not leaderboard-comparable.
+    chronomagic_repo: str | None = None
+    # MTScore's ten descriptions when chronomagic_repo is not set: your own wording, five ordinary then five
+    # time-lapse (scores marked not leaderboard-comparable).
+    mtscore_descriptions: list[str] | None = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)

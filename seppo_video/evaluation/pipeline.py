@@ -7,7 +7,7 @@ from pathlib import Path
 
 from seppo_video.evaluation.config import EvalConfig
 from seppo_video.evaluation.generate import generate_videos
-from seppo_video.evaluation.metrics.registry import parse_metric_names
+from seppo_video.evaluation.metrics.registry import check_reference_features, parse_metric_names
 from seppo_video.evaluation.prompts import read_prompts
 from seppo_video.evaluation.report import (
     ModelScores,
@@ -37,6 +37,7 @@ def run_pipeline(
     resolve_tiny(config, [p.videoid for p in prompts], gen.num_frames, gen.height)
     settings = gen.settings()
     requested = parse_metric_names(metrics or config.metrics)
+    check_reference_features(config)
     runs, scores = [], []
     for entry in config.models:
         generate_videos(entry.model, prompts, config.seeds, settings, out / "videos", entry.name, gen.device)

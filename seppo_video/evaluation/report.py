@@ -24,6 +24,7 @@ import numpy as np
 from seppo_video.atomic import atomic_write_json, atomic_write_text
 from seppo_video.evaluation.config import StatsConfig
 from seppo_video.evaluation.errors import EvalError
+from seppo_video.evaluation.metrics.chronomagic import load_umt_reference_features
 from seppo_video.evaluation.metrics.registry import METRICS, set_distance
 from seppo_video.evaluation.records import FeatureStore, RecordStore
 from seppo_video.evaluation.score import META_FILE
@@ -101,8 +102,7 @@ class ModelScores:
         """The reference side: the shipped UMT features file, or the reference clips' features."""
         reference = self.meta["reference"]
         if metric == "umt_fvd" and reference.get("umt_features"):
-            rows = np.load(reference["umt_features"])
-            return [row.reshape(1, -1) for row in np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)]
+            return [row.reshape(1, -1) for row in load_umt_reference_features(reference["umt_features"])]
         folder = Path(reference["features"]) / metric
         found = [FeatureStore.read(folder, v) for v in self.videoids]
         return [f for f in found if f is not None]
@@ -118,7 +118,7 @@ def summarize_run(scores: ModelScores, stats: StatsConfig) -> dict[str, Any]:
         info = METRICS[name]
         head = {"title": info.title, "kind": info.kind, "higher_is_better": info.higher_is_better}
         body = _video_summary(scores, name, stats) if info.kind == "video" else _distribution_summary(scores, name, stats)
-        summaries[name] = {**head, **body}
+        summaries[name] = {**head, **body, **_comparability(scores.meta["metrics"][name].get("fingerprint", {}))}
     generation = scores.meta.get("generation", {})
     return {
         "model_name": scores.name,
@@ -135,6 +135,15 @@ def summarize_run(scores: ModelScores, stats: StatsConfig) -> dict[str, Any]:
     }
 
 
+def _comparability(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """``not_leaderboard_comparable`` for scores whose defining text did not come from the official checkout."""
+    if fingerprint.get("leaderboard_comparable", True):
+        return {}
+    source = fingerprint.get("descriptions_source") or fingerprint.get("rubric_source")
+    return {"not_leaderboard_comparable": f"its text came from {source}, not from the official checkout "
+                                          "(chronomagic_repo)"}
+
+
 def _video_summary(scores: ModelScores, name: str, stats: StatsConfig) -> dict[str, Any]:
     matrix = scores.matrix(name)
     if np.isnan(matrix).all():
@@ -142,9 +151,9 @@ def _video_summary(scores: ModelScores, name: str, stats: StatsConfig) -> dict[s
     return summarize(matrix, stats.confidence, stats.bootstrap, stats.seed).to_dict()
 
 
-def _distance_estimator(name: str, reference: list[np.ndarray], seed: int) -> Estimator:
+def _distance_estimator(name: str, reference: list[np.ndarray]) -> Estimator:
     def estimator(sets: list[list[np.ndarray]]) -> float:
-        return float(np.mean([set_distance(name, videos, reference, seed).value for videos in sets]))
+        return float(np.mean([set_distance(name, videos, reference).value for videos in sets]))
 
     return estimator
 
@@ -158,10 +167,9 @@ def _distribution_summary(scores: ModelScores, name: str, stats: StatsConfig) ->
     sets, reference = scores.feature_sets(name), scores.reference_features(name)
     if not _enough_rows(sets, reference):
         return {"mean": None, "note": "needs features of at least 2 generated and 2 reference videos per set"}
-    seed = int(scores.meta.get("umt_fvd_seed", 0))
-    results = [set_distance(name, [v for v in videos if v is not None], reference, seed) for videos in sets]
+    results = [set_distance(name, [v for v in videos if v is not None], reference) for videos in sets]
     values = np.array([r.value for r in results])
-    estimator = _distance_estimator(name, reference, seed)
+    estimator = _distance_estimator(name, reference)
     low, high, _ = bootstrap_distribution(estimator, sets, stats.distribution_bootstrap, stats.seed, stats.confidence)
     present = [[v is not None for v in videos] for videos in sets]
     return {
@@ -210,7 +218,7 @@ def _paired_distribution(
     sets_a, sets_b = a.feature_sets(name, videoids, sets), b.feature_sets(name, videoids, sets)
     if not (_enough_rows(sets_a, reference) and _enough_rows(sets_b, reference)):
         return {"mean": None, "note": "needs features of at least 2 videos per set on both sides"}
-    estimator = _distance_estimator(name, reference, int(a.meta.get("umt_fvd_seed", 0)))
+    estimator = _distance_estimator(name, reference)
     point = _estimate_present(estimator, sets_a) - _estimate_present(estimator, sets_b)
     low, high, _ = paired_bootstrap_distribution(
         estimator, sets_a, sets_b, stats.distribution_bootstrap, stats.seed, stats.confidence
@@ -303,7 +311,8 @@ def _cell(entry: dict[str, Any] | None, median: bool = False) -> str:
     if entry.get("mean") is None:
         return "n/a"
     text = f"{fmt(entry['mean'])} [{fmt(entry.get('ci_low'))}, {fmt(entry.get('ci_high'))}]"
-    return text + (f"; median {fmt(entry.get('median'))}" if median else "")
+    text += f"; median {fmt(entry.get('median'))}" if median else ""
+    return text + (" †" if entry.get("not_leaderboard_comparable") else "")
 
 
 def _arrow(metric: str) -> str:
@@ -318,8 +327,22 @@ def report_markdown(runs: list[dict[str, Any]], context: dict[str, Any]) -> str:
     if others:
         lines += ["", "## SePPO paper metrics and preference scores", ""]
         lines += _table(runs, ["Model"], others, lambda r: [r["model_name"]])
-    lines += ["", *_spread(runs), *_skipped(runs), *_published()]
+    lines += ["", *_not_comparable(runs), *_spread(runs), *_skipped(runs), *_published()]
     return "\n".join(lines) + "\n"
+
+
+MTSCORE_CAVEAT = (
+    "- MTScore: the benchmark's own script loads no tensor of InternVideo2-stage2_1b-224p-f4.pt (its keys miss the "
+    "bare vision encoder it is loaded into), so published MTScores come from randomly initialised weights and no "
+    "MTScore computed from the released weights matches them (docs/evaluation.md)."
+)
+
+
+def _not_comparable(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [f"- † {run['model_name']} {entry['title']}: not leaderboard-comparable: {entry['not_leaderboard_comparable']}"
+             for run in runs for entry in run["metrics"].values() if entry.get("not_leaderboard_comparable")]
+    lines += [MTSCORE_CAVEAT] if any("mtscore" in run["metrics"] for run in runs) else []
+    return [*lines, ""] if lines else []
 
 
 def _header(runs: list[dict[str, Any]], context: dict[str, Any]) -> list[str]:

@@ -27,7 +27,7 @@ from seppo_video.evaluation.config import EvalConfig
 from seppo_video.evaluation.generate import read_generation_info
 from seppo_video.evaluation.layout import find_video, set_dirs
 from seppo_video.evaluation.metrics.base import VideoItem
-from seppo_video.evaluation.metrics.registry import METRICS, MetricSet, build_metrics
+from seppo_video.evaluation.metrics.registry import METRICS, MetricSet, build_metrics, check_reference_features
 from seppo_video.evaluation.prompts import BenchPrompt
 from seppo_video.evaluation.records import FeatureStore, RecordStore
 from seppo_video.evaluation.video import read_video
@@ -58,6 +58,7 @@ def score_videos(
 ) -> ScoreResult:
     """Score ``videos`` (``<root>/<model>``) into ``<scores_root>/<model>``."""
     videos, scores_root = Path(videos), Path(scores_root)
+    check_reference_features(config)
     sets = set_dirs(videos)
     reference = Path(config.reference.videos) if config.reference.videos else None
     metrics = build_metrics(config, requested, reference is not None, resolve_device(config.scoring.device))
@@ -167,5 +168,4 @@ def _meta(
             "features": str(scores_root / "reference"),
             "umt_features": config.reference.umt_features,
         },
-        "umt_fvd_seed": config.scoring.umt_fvd_seed,
     }

@@ -22,7 +22,7 @@ from seppo_video.atomic import atomic_directory
 from seppo_video.evaluation.config import EvalConfig
 from seppo_video.models.tiny import build_tokenizer, default_cache_dir
 
-VERSION = 1
+VERSION = 2  # 2: the tracker takes a grid size (CoTracker2's call), not queries
 DIM = 32
 TORCHSCRIPT = ("umt", "internvideo2", "cotracker", "i3d", "inception", "lpips")
 
@@ -60,24 +60,25 @@ class TinyVideoText(nn.Module):
 
 
 class TinyTracker(nn.Module):
-    """CoTracker stand-in: points stay put and are visible while their colour stays close to frame 0's."""
+    """CoTracker stand-in: grid points stay put and are visible while their colour stays close to frame 0's."""
 
     def __init__(self, threshold: float = 40.0):
         super().__init__()
         self.threshold = threshold
 
     @torch.jit.export
-    def track(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def track(self, video: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         frames, height, width = video.shape[1], video.shape[3], video.shape[4]
-        xs = queries[0, :, 1].long().clamp(0, width - 1)
-        ys = queries[0, :, 2].long().clamp(0, height - 1)
-        colours = video[0][:, :, ys, xs]  # [T, 3, N]
+        ys, xs = torch.meshgrid(torch.linspace(0.0, height - 1.0, grid_size),
+                                torch.linspace(0.0, width - 1.0, grid_size), indexing="ij")
+        xs, ys = xs.reshape(-1), ys.reshape(-1)
+        colours = video[0][:, :, ys.long(), xs.long()]  # [T, 3, N]
         visible = (colours - colours[0:1]).abs().mean(dim=1) < self.threshold
-        tracks = queries[0, :, 1:].unsqueeze(0).expand(frames, -1, -1)
+        tracks = torch.stack([xs, ys], dim=-1).unsqueeze(0).expand(frames, -1, -1)
         return tracks.unsqueeze(0), visible.unsqueeze(0)
 
-    def forward(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.track(video, queries)
+    def forward(self, video: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.track(video, grid_size)
 
 
 class TinyI3D(nn.Module):

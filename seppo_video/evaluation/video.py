@@ -7,6 +7,7 @@ and metrics cannot drift apart.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +43,36 @@ def _as_rgb(frame: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- frame indices
 
 
-def quarter_step_indices(n: int) -> list[int]:
-    """MTScore's frames: ``frames[::n//4][:4]``; clips under 4 frames repeat their last frame."""
-    step = max(n // 4, 1)
-    picked = list(range(0, n, step))[:4]
-    return picked + [picked[-1]] * (4 - len(picked))
+def mtscore_indices(n: int, count: int = 4) -> list[int]:
+    """MTScore's frames: ``frames[::n // count][:count]`` (the official script asserts ``n >= count``)."""
+    if n < count:
+        raise EvalError(f"MTScore needs at least {count} frames, the video has {n}")
+    return list(range(0, n, n // count))[:count]
 
 
-def segment_middle_indices(n: int, count: int) -> list[int]:
-    """UMTScore's frames: the middle frame of each of ``count`` equal segments of the clip."""
-    edges = np.linspace(0, n, count + 1)
-    return [min(int((edges[i] + edges[i + 1]) / 2), n - 1) for i in range(count)]
+def umt_indices(n: int, count: int = 12) -> list[int]:
+    """UMT's test frames: ``(a + b) // 2`` over the ranges ``[a, b]`` cut by ``linspace(0, n, count + 1)``.
+
+    The range ends are the integer-truncated linspace edges, each range
+    closed one before the next edge; clips shorter than ``count`` are padded
+    with their last index.
+    """
+    edges = np.linspace(0, n, min(count, n) + 1).astype(int)
+    picked = [(int(a) + int(b) - 1) // 2 for a, b in itertools.pairwise(edges)]
+    return picked + [picked[-1]] * (count - len(picked))
+
+
+def gpt4o_indices(n: int, count: int = 8) -> list[int]:
+    """GPT4o-MTScore's frames: first, last and ``i * ((n - 1) // (count - 1))`` for ``i = 1 .. count - 2``.
+
+    The official script drops a video whose indices are not ``count``
+    distinct frames (fewer than ``count`` frames), so this refuses it.
+    """
+    interval = (n - 1) // (count - 1)
+    picked = sorted({0, n - 1, *(i * interval for i in range(1, count - 1))})
+    if len(picked) != count:
+        raise EvalError(f"GPT4o-MTScore needs {count} distinct frames, the video has {n} (the official script skips it)")
+    return picked
 
 
 def evenly_spaced_indices(n: int, count: int) -> list[int]:
@@ -62,18 +82,47 @@ def evenly_spaced_indices(n: int, count: int) -> list[int]:
     return [round(x) for x in np.linspace(0, n - 1, count).tolist()]
 
 
+# ---------------------------------------------------------------- official resizes
+
+
+def resize_uint8_bicubic_antialias(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """``uint8 [F, H, W, 3]`` -> ``uint8 [F, 3, height, width]`` as torchvision's ``Resize(BICUBIC)`` on uint8.
+
+    torchvision (antialias on, its default for tensors) interpolates a float
+    copy, clamps to ``[0, 255]`` and rounds back to uint8; UMT then divides by 255.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    return x.clamp(0, 255).round().to(torch.uint8)
+
+
+def cv2_resize(frame: np.ndarray, width: int, height: int, interpolation: str = "linear") -> np.ndarray:
+    """OpenCV's resize (the official MTScore / GPT4o-MTScore scripts use it): ``linear`` or ``area``."""
+    import cv2
+
+    flags = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
+    return cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=flags[interpolation])
+
+
+def short_edge_downscale(frame: np.ndarray, short_edge: int) -> np.ndarray:
+    """GPT4o-MTScore's resize: frames whose short edge exceeds ``short_edge`` shrink to it (area filter).
+
+    The scale comes from the width when the frame is portrait, else from the
+    height, and the new size is truncated (``int``), as the official script does.
+    """
+    height, width = frame.shape[:2]
+    if min(height, width) <= short_edge:
+        return frame
+    scale = short_edge / width if height > width else short_edge / height
+    return cv2_resize(frame, int(width * scale), int(height * scale), "area")
+
+
 # ---------------------------------------------------------------- tensors
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """``uint8 [F, H, W, 3]`` -> ``float [F, 3, H, W]`` in ``[0, 1]``."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-
-
-def resize(x: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
-    """Plain resize to ``height x width`` (no crop, aspect ratio not kept), clamped to ``[0, 1]``."""
-    align = False if mode in ("bilinear", "bicubic") else None
-    return F.interpolate(x, size=(height, width), mode=mode, align_corners=align).clamp(0.0, 1.0)
 
 
 def center_crop_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

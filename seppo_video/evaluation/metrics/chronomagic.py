@@ -1,12 +1,14 @@
 """ChronoMagic-Bench's metrics: MTScore, UMTScore, UMT-FVD and CHScore.
 
-Definitions follow ``CHRONOMAGIC.md`` (the benchmark's current ones). Where
-the facts leave a detail open, the choice made is stated in the docstring
-and in ``docs/evaluation.md``.
+Each definition follows the official scripts (PKU-YuanGroup/ChronoMagic-Bench)
+step by step: frame choice, resize, normalisation, token limits, constants.
+``docs/evaluation.md`` lists, per metric, the official file each fact comes
+from and what makes a score leaderboard-comparable.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -14,93 +16,100 @@ import torch
 import torch.nn.functional as F
 
 from seppo_video.evaluation.backends import BackendSpec, Tokenizer, load_backend
-from seppo_video.evaluation.frechet import frechet_distance
+from seppo_video.evaluation.errors import EvalError
+from seppo_video.evaluation.frechet import frechet_distance_sqrtm, population_stats
 from seppo_video.evaluation.metrics.base import DistanceResult, VideoItem
+from seppo_video.evaluation.networks.cotracker2 import load_cotracker2
+from seppo_video.evaluation.networks.internvideo2 import load_internvideo2
+from seppo_video.evaluation.networks.umt import load_umt
+from seppo_video.evaluation.official import OfficialText
 from seppo_video.evaluation.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    cv2_resize,
     imagenet_normalise,
-    quarter_step_indices,
-    resize,
-    segment_middle_indices,
-    to_tensor,
+    mtscore_indices,
+    resize_uint8_bicubic_antialias,
+    umt_indices,
 )
 
 # ---------------------------------------------------------------- MTScore
 
-# Five descriptions of an ordinary video and five of a time-lapse (our wording).
-NORMAL_DESCRIPTIONS = (
-    "a normal video, not a time-lapse",
-    "a conventional video recorded in real time",
-    "an ordinary video playing at natural speed",
-    "a regular real-time video with no time-lapse effect",
-    "a standard video where events unfold at their usual pace",
-)
-TIMELAPSE_DESCRIPTIONS = (
-    "a time-lapse video",
-    "a fast-motion video",
-    "a time-condensed video showing a long process in seconds",
-    "a time-lapse video in which hours pass in moments",
-    "a sped-up video compressing a long span of time",
-)
-MT_DESCRIPTIONS = NORMAL_DESCRIPTIONS + TIMELAPSE_DESCRIPTIONS
-MT_IS_TIMELAPSE = np.array([False] * len(NORMAL_DESCRIPTIONS) + [True] * len(TIMELAPSE_DESCRIPTIONS))
+MT_FRAMES = 4  # the official config's num_frames
+MT_SIZE = 224  # size_t
+MT_MAX_TOKENS = 40  # max_txt_l
+MT_TEMPERATURE = 100.0  # softmax(100 * cosine)
 MT_TOP_K = 5
-MT_TEMPERATURE = 100.0
-MT_SIZE = 224
+MT_FIRST_TIMELAPSE = 5  # descriptions 0-4 count as "general", 5-9 as "metamorphic"
 
 
-def metamorphic_score(cosines: np.ndarray, is_timelapse: np.ndarray = MT_IS_TIMELAPSE, top_k: int = MT_TOP_K) -> float:
-    """The probability mass on time-lapse descriptions among the ``top_k`` most likely.
+def metamorphic_score(cosines: np.ndarray, top_k: int = MT_TOP_K) -> float:
+    """The probability mass on the time-lapse descriptions among the ``top_k`` most likely.
 
-    Probabilities are ``softmax(100 · cosine)`` over all descriptions; the
-    mass is the sum of those probabilities (not renormalised within the top k).
+    Probabilities are ``softmax(100 · cosine)`` over all ten descriptions;
+    the mass is their plain sum (not renormalised within the top k).
     """
     logits = MT_TEMPERATURE * np.asarray(cosines, dtype=np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     top = np.argsort(-probs, kind="stable")[:top_k]
-    return float(probs[top][is_timelapse[top]].sum())
+    return float(probs[top[top >= MT_FIRST_TIMELAPSE]].sum())
+
+
+def mtscore_input(frames: np.ndarray) -> torch.Tensor:
+    """``float [1, 4, 3, 224, 224]``: ``frames[::n//4][:4]``, OpenCV bilinear resize, ImageNet normalisation.
+
+    The official script reads BGR frames with OpenCV and flips them to RGB
+    before resizing; resizing commutes with the flip, so RGB frames are resized
+    directly. Normalisation is done in float64 and cast to float32, as there.
+    """
+    picked = [cv2_resize(frames[i], MT_SIZE, MT_SIZE) for i in mtscore_indices(len(frames), MT_FRAMES)]
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    normalised = (np.stack(picked) / 255.0 - mean) / std
+    return torch.from_numpy(normalised.transpose(0, 3, 1, 2)).float()[None]
 
 
 class MTScore:
-    """Metamorphic amplitude: does InternVideo2 see this video as a time-lapse?
-
-    4 frames ``frames[::n//4][:4]``, plain (bilinear) resize to 224×224,
-    ImageNet normalisation, cosine to the ten fixed descriptions.
-    """
+    """Metamorphic amplitude: how much InternVideo2 matches the video to the time-lapse descriptions."""
 
     name = "mtscore"
     needs_reference = False
 
-    def __init__(self, spec: BackendSpec, device: torch.device):
+    def __init__(self, spec: BackendSpec, device: torch.device, descriptions: OfficialText):
         what = "weights.internvideo2 (InternVideo2 stage-2 1B)"
-        self.model = load_backend(spec, what, ("encode_video", "encode_text"), device)
-        self.spec, self.device = spec, device
-        ids, mask = Tokenizer(spec.tokenizer, spec.max_length, what)(MT_DESCRIPTIONS, device)
+        self.model = load_backend(spec, what, ("encode_video", "encode_text"), device, released=load_internvideo2)
+        self.spec, self.device, self.descriptions = spec, device, descriptions
+        ids, mask = Tokenizer(spec.tokenizer, MT_MAX_TOKENS, what)(list(descriptions.value), device)
         with torch.no_grad():
             self.text = F.normalize(self.model.encode_text(ids, mask).float(), dim=-1)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"weights": self.spec.path or self.spec.factory, "descriptions": list(MT_DESCRIPTIONS)}
+        return {
+            "weights": self.spec.path or self.spec.factory,
+            "descriptions": list(self.descriptions.value),
+            "descriptions_source": self.descriptions.source,
+            "leaderboard_comparable": self.descriptions.official,
+        }
 
     @torch.no_grad()
     def score(self, item: VideoItem) -> dict[str, float]:
-        frames = to_tensor(item.frames[quarter_step_indices(len(item.frames))])
-        video = imagenet_normalise(resize(frames, MT_SIZE, MT_SIZE, "bilinear"))[None].to(self.device)
-        embedding = F.normalize(self.model.encode_video(video).float(), dim=-1)
+        embedding = F.normalize(self.model.encode_video(mtscore_input(item.frames).to(self.device)).float(), dim=-1)
         cosines = (embedding @ self.text.T)[0].cpu().numpy()
         return {"score": metamorphic_score(cosines)}
 
 
 # ---------------------------------------------------------------- UMT (UMTScore, UMT-FVD)
 
-UMT_FRAMES = 12
-UMT_SIZE = 224
+UMT_FRAMES = 12  # num_frames_test
+UMT_SIZE = 224  # image_res
+UMT_MAX_TOKENS = 32  # max_txt_l
+UMT_FEATURE_DIM = 768  # the vision projection's width (the shipped reference features' D)
 
 
 def umt_input(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """UMT's input: 12 segment-middle frames, bicubic resize to 224, ImageNet normalisation."""
-    picked = to_tensor(frames[segment_middle_indices(len(frames), UMT_FRAMES)])
-    return imagenet_normalise(resize(picked, UMT_SIZE, UMT_SIZE, "bicubic"))[None].to(device)
+    """``float [1, 12, 3, 224, 224]``: segment-middle frames, torchvision-style uint8 bicubic resize, ImageNet."""
+    resized = resize_uint8_bicubic_antialias(frames[umt_indices(len(frames), UMT_FRAMES)], UMT_SIZE, UMT_SIZE)
+    return imagenet_normalise(resized.float().div(255.0))[None].to(device)
 
 
 class UMTScore:
@@ -111,12 +120,12 @@ class UMTScore:
 
     def __init__(self, spec: BackendSpec, device: torch.device):
         what = "weights.umt (UMT-L/16 UMT-msrvtt-7k)"
-        self.model = load_backend(spec, what, ("match_logit",), device)
-        self.tokenizer = Tokenizer(spec.tokenizer, spec.max_length, what)
+        self.model = load_backend(spec, what, ("match_logit",), device, released=load_umt)
+        self.tokenizer = Tokenizer(spec.tokenizer, UMT_MAX_TOKENS, what)
         self.spec, self.device = spec, device
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"weights": self.spec.path or self.spec.factory, "max_length": self.spec.max_length}
+        return {"weights": self.spec.path or self.spec.factory, "max_length": UMT_MAX_TOKENS, "frames": UMT_FRAMES}
 
     @torch.no_grad()
     def score(self, item: VideoItem) -> dict[str, float]:
@@ -125,43 +134,71 @@ class UMTScore:
         return {"score": float(logit.reshape(-1)[0])}
 
 
-UMT_FVD_SIZES = (32, 64, 128, 256, 300, 512, 1024)
-UMT_FVD_REPEATS = 4
+UMT_FVD_SIZES = (32, 64, 128, 256, 300, 512, 1024)  # fvd32_16f ... fvd1024_16f
+UMT_FVD_SEEDS = (12, 22, 32, 42)  # step1_get_umtfvd.sh
 
 
-def subset_indices(count: int, size: int, rng: np.random.Generator) -> tuple[int, ...]:
-    """A random subset of ``size`` of ``count`` items (all of them when ``size >= count``)."""
-    if size >= count:
-        return tuple(range(count))
-    return tuple(sorted(rng.choice(count, size=size, replace=False).tolist()))
+def umt_fvd_subset(count: int, size: int, seed: int) -> list[int]:
+    """The rows the benchmark uses for one (size, seed): Python's ``random.sample`` after seeding with ``seed``.
 
-
-def umt_fvd_protocol(generated: np.ndarray, reference: np.ndarray, seed: int) -> DistanceResult:
-    """UMT-FVD: Fréchet distances for subset sizes 32 … 1024, 4 random subsets each, averaged.
-
-    Generated and reference subsets are drawn independently. Subsets that
-    coincide (every size at or above the set size is the whole set) are
-    computed once; ``details`` says how many distinct pairs there were, so a
-    small set's spread is not mistaken for 28 independent draws.
+    Both sides draw with the same seed, so real and generated sets of the same
+    length get the same indices (the same prompts, in the official file
+    order). ``size >= count`` keeps every row.
     """
-    rng = np.random.default_rng(seed)
+    if size >= count:
+        return list(range(count))
+    return random.Random(seed).sample(range(count), size)
+
+
+def umt_fvd_protocol(generated: np.ndarray, reference: np.ndarray) -> DistanceResult:
+    """UMT-FVD: the mean over sizes 32 … 1024 of the mean over seeds 12, 22, 32, 42 of each subset's distance.
+
+    Every size has the same four seeds, so this equals the plain mean over
+    the 28 (size, seed) values. Subsets that coincide (every size at or above
+    the set size is the whole set) are computed once; ``details`` says how
+    many distinct subset pairs there were, so the spread of a small set is not
+    mistaken for 28 independent draws.
+    """
     cache: dict[tuple[tuple[int, ...], tuple[int, ...]], float] = {}
     per_size: dict[str, list[float]] = {}
     for size in UMT_FVD_SIZES:
         values = []
-        for _ in range(UMT_FVD_REPEATS):
-            key = (subset_indices(len(generated), size, rng), subset_indices(len(reference), size, rng))
+        for seed in UMT_FVD_SEEDS:
+            key = (tuple(umt_fvd_subset(len(generated), size, seed)), tuple(umt_fvd_subset(len(reference), size, seed)))
             if key not in cache:
-                cache[key] = frechet_distance(generated[list(key[0])], reference[list(key[1])])
+                cache[key] = frechet_distance_sqrtm(*population_stats(generated[list(key[0])]),
+                                                    *population_stats(reference[list(key[1])]))
             values.append(cache[key])
         per_size[str(size)] = values
     distinct = np.array(list(cache.values()))
     details = {
         "per_size": per_size,
+        "rows": [len(generated), len(reference)],
         "distinct_subsets": len(cache),
         "distinct_std": float(distinct.std(ddof=1)) if distinct.size > 1 else 0.0,
     }
-    return DistanceResult(float(np.mean([v for vs in per_size.values() for v in vs])), details)
+    return DistanceResult(float(np.mean([np.mean(v) for v in per_size.values()])), details)
+
+
+def load_umt_reference_features(path: str) -> np.ndarray:
+    """The benchmark's shipped reference features (``gt150_feats.pt`` / ``gt1649_feats.pt``): a tensor ``[N, 768]``.
+
+    Read as the official code does (``torch.load``), checked, and returned as
+    float32 rows in file order. Anything else is an error naming the file.
+    """
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise EvalError(f"reference.umt_features: {path} not found") from err
+    except Exception as err:  # torch raises several types for non-torch files
+        raise EvalError(f"reference.umt_features: {path} is not a torch.save file ({err.__class__.__name__})") from err
+    if not isinstance(loaded, torch.Tensor) or loaded.ndim != 2 or loaded.shape[1] != UMT_FEATURE_DIM:
+        shape = tuple(loaded.shape) if isinstance(loaded, torch.Tensor) else type(loaded).__name__
+        raise EvalError(f"reference.umt_features: {path} holds {shape}; expected a tensor [N, {UMT_FEATURE_DIM}]")
+    if not loaded.is_floating_point() or loaded.shape[0] < 2:
+        raise EvalError(f"reference.umt_features: {path} needs at least 2 floating-point rows, has {loaded.shape[0]} "
+                        f"of {loaded.dtype}")
+    return loaded.float().numpy()
 
 
 class UMTFVD:
@@ -170,7 +207,8 @@ class UMTFVD:
     name = "umt_fvd"
 
     def __init__(self, spec: BackendSpec, device: torch.device):
-        self.model = load_backend(spec, "weights.umt (UMT-L/16 UMT-msrvtt-7k)", ("encode_video",), device)
+        self.model = load_backend(spec, "weights.umt (UMT-L/16 UMT-msrvtt-7k)", ("encode_video",), device,
+                                  released=load_umt)
         self.spec, self.device = spec, device
 
     def fingerprint(self) -> dict[str, Any]:
@@ -183,61 +221,53 @@ class UMTFVD:
 
 # ---------------------------------------------------------------- CHScore
 
-CH_GRID = 30
-CH_CUT = 0.1
-# AMPR, MPVR, FCR, CMPV, MCMPV: weight and fixed upper bound (lower bound 0).
+CH_GRID = 30  # grid_size: CoTracker2's own 30x30 grid on frame 0, no support grid
+CH_CUT = 0.1  # threshold on the frame-to-frame change of the missed fraction
 CH_WEIGHTS = {"ampr": 0.35, "mpvr": 0.25, "fcr": 0.15, "cmpv": 0.15, "mcmpv": 0.10}
-CH_BOUNDS = {"ampr": 0.9369, "mpvr": 0.8997, "fcr": 0.625, "cmpv": 20.0, "mcmpv": 1.0}
+# Upper bounds of the min-max normalisation (lower bounds 0), at the precision the official script states them.
+CH_BOUNDS = {"ampr": 0.9368749856948853, "mpvr": 0.8997353911399841, "fcr": 0.625, "cmpv": 20.0, "mcmpv": 1.0}
+CH_DIRECTION_EPS = 1e-8  # added to the direction's norm (points that do not move have no direction)
 
 
-def grid_queries(height: int, width: int, grid: int = CH_GRID) -> np.ndarray:
-    """``[grid², 3]`` queries ``(0, x, y)`` at the centres of a ``grid × grid`` partition of frame 0."""
-    xs = (np.arange(grid) + 0.5) * width / grid
-    ys = (np.arange(grid) + 0.5) * height / grid
-    gx, gy = np.meshgrid(xs, ys)
-    return np.stack([np.zeros(gx.size), gx.ravel(), gy.ravel()], axis=1)
+def missed_fraction(tracks: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Per frame, the fraction of points that are invisible and did not move away along their own direction.
 
-
-def missed_fraction(tracks: np.ndarray, visible: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Per frame, the fraction of points that vanished without leaving the frame.
-
-    A point invisible at frame ``t`` is *explained* when moving along its own
-    direction (its displacement from frame 0 to frame ``T//2``, continued at
-    the same rate) puts it outside the frame at ``t``; otherwise it is missed.
-    ``tracks [T, N, 2]`` (x, y), ``visible [T, N]`` bool.
+    A point's direction is the unit vector of its displacement from frame 0
+    to frame ``T // 2``. At frame ``t`` the point counts as gone "far" when its
+    displacement from frame 0 has a positive projection on that direction;
+    an invisible point that is not far is missed. ``tracks [T, N, 2]`` (x, y),
+    ``visible [T, N]`` bool.
     """
-    frames = tracks.shape[0]
-    half = frames // 2
-    start = tracks[0]
-    velocity = (tracks[half] - start) / half if half > 0 else np.zeros_like(start)
-    times = np.arange(frames, dtype=np.float64)[:, None, None]
-    expected = start[None] + velocity[None] * times
-    outside = (
-        (expected[..., 0] < 0) | (expected[..., 0] > width - 1) | (expected[..., 1] < 0) | (expected[..., 1] > height - 1)
-    )
-    missed = ~visible & ~outside
-    return missed.mean(axis=1)
+    tracks = np.asarray(tracks, dtype=np.float64)
+    direction = tracks[len(tracks) // 2] - tracks[0]
+    unit = direction / (np.linalg.norm(direction, axis=1, keepdims=True) + CH_DIRECTION_EPS)
+    projection = ((tracks - tracks[0]) * unit).sum(axis=-1)
+    return (~np.asarray(visible, dtype=bool) & ~(projection > 0)).mean(axis=1)
 
 
 def chscore_components(missed: np.ndarray) -> dict[str, float]:
     """AMPR, MPVR, FCR, CMPV, MCMPV from the per-frame missed fraction.
 
     ``d`` = |frame-to-frame change| of the fraction; a cut is any ``d > 0.1``.
+    MPVR is the sample standard deviation of ``d`` (``torch.std``'s default,
+    N - 1), FCR divides the cuts by the number of frames.
     """
     missed = np.asarray(missed, dtype=np.float64)
+    if missed.size < 3:
+        raise EvalError(f"CHScore needs at least 3 frames (the spread of 2 changes), got {missed.size}")
     change = np.abs(np.diff(missed))
     cuts = int((change > CH_CUT).sum())
     return {
         "ampr": float(missed.mean()),
-        "mpvr": float(change.std()) if change.size else 0.0,
+        "mpvr": float(change.std(ddof=1)),
         "fcr": cuts / len(missed),
         "cmpv": float(cuts),
-        "mcmpv": float(change.max()) if change.size else 0.0,
+        "mcmpv": float(change.max()),
     }
 
 
 def instability_index(components: dict[str, float]) -> float:
-    """The weighted sum of the components, each min-max normalised with the fixed bounds (not clipped)."""
+    """The weighted sum of the components, each divided by its fixed upper bound (not clipped)."""
     return float(sum(CH_WEIGHTS[k] * components[k] / CH_BOUNDS[k] for k in CH_WEIGHTS))
 
 
@@ -247,13 +277,14 @@ def chscore_from_instability(instability: float) -> float:
 
 
 class CHScore:
-    """Temporal coherence from CoTracker2 on a 30×30 grid queried at frame 0, all frames."""
+    """Temporal coherence from CoTracker2's 30×30 grid on frame 0, tracked through every frame."""
 
     name = "chscore"
     needs_reference = False
 
     def __init__(self, spec: BackendSpec, device: torch.device):
-        self.tracker = load_backend(spec, "weights.cotracker (CoTracker2)", ("track",), device)
+        self.tracker = load_backend(spec, "weights.cotracker (CoTracker2)", ("track",), device,
+                                    released=load_cotracker2)
         self.spec, self.device = spec, device
 
     def fingerprint(self) -> dict[str, Any]:
@@ -261,12 +292,8 @@ class CHScore:
 
     @torch.no_grad()
     def score(self, item: VideoItem) -> dict[str, float]:
-        frames, height, width = len(item.frames), *item.frames.shape[1:3]
         video = torch.from_numpy(np.ascontiguousarray(item.frames)).permute(0, 3, 1, 2).float()[None]
-        queries = torch.from_numpy(grid_queries(height, width)).float()[None]
-        tracks, visibility = self.tracker.track(video.to(self.device), queries.to(self.device))
-        tracks = tracks[0].float().cpu().numpy().reshape(frames, -1, 2)
-        visible = visibility[0].float().cpu().numpy().reshape(frames, -1) > 0.5
-        parts = chscore_components(missed_fraction(tracks, visible, height, width))
+        tracks, visible = self.tracker.track(video.to(self.device), CH_GRID)
+        parts = chscore_components(missed_fraction(tracks[0].double().cpu().numpy(), visible[0].bool().cpu().numpy()))
         instability = instability_index(parts)
         return {"score": chscore_from_instability(instability), "instability": instability, **parts}

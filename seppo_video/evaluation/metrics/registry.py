@@ -38,7 +38,8 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
         MetricInfo("umt_fvd", "UMT-FVD", "distribution", False, "benchmark", "umt",
-                   "UMT-L/16 'UMT-msrvtt-7k' (video features) + reference videos or reference.umt_features", True),
+                   "UMT-L/16 'UMT-msrvtt-7k' (video features) + reference.umt_features (gt*_feats.pt) or reference "
+                   "videos", True),
         MetricInfo("umtscore", "UMTScore", "video", True, "benchmark", "umt",
                    "UMT-L/16 'UMT-msrvtt-7k' with its BERT-large ITM head and tokenizer"),
         MetricInfo("mtscore", "MTScore", "video", True, "benchmark", "internvideo2",
@@ -85,16 +86,32 @@ def missing_requirement(info: MetricInfo, config: EvalConfig, has_reference: boo
     if info.name == "gpt4o_mtscore":
         if not (config.gpt4o.enabled and config.gpt4o.client):
             return f"{info.title} needs {info.needs}; it is a remote, paid call and off by default"
+        if not (config.chronomagic_repo or config.gpt4o.rubric):
+            return f"{info.title} needs its rubric: set chronomagic_repo (a ChronoMagic-Bench checkout) or gpt4o.rubric"
         return None
     if info.weights:
         spec = getattr(config.weights, info.weights)
         if not (spec.configured if info.factory else spec.path):
             keys = f"weights.{info.weights}.path" + (" (or .factory)" if info.factory else "")
             return f"{info.title} needs {info.needs}: set {keys}"
+    if info.name == "mtscore" and not (config.chronomagic_repo or config.mtscore_descriptions):
+        return (f"{info.title} needs its ten descriptions: set chronomagic_repo (a ChronoMagic-Bench checkout) "
+                "or mtscore_descriptions")
     reference_ok = has_reference or (info.name == "umt_fvd" and bool(config.reference.umt_features))
     if info.reference and not reference_ok:
         return f"{info.title} needs reference videos: set reference.videos (a folder of <videoid>.mp4)"
     return None
+
+
+def check_reference_features(config: EvalConfig) -> None:
+    """Fail now, naming the file, when ``reference.umt_features`` is not the benchmark's features tensor.
+
+    Called before any video is generated, so a wrong file costs seconds, not a generation run.
+    """
+    if config.reference.umt_features:
+        from seppo_video.evaluation.metrics.chronomagic import load_umt_reference_features
+
+        load_umt_reference_features(config.reference.umt_features)
 
 
 def build_metrics(config: EvalConfig, requested: list[str] | None, has_reference: bool, device: torch.device) -> MetricSet:
@@ -122,15 +139,18 @@ def _construct(name: str, config: EvalConfig, device: torch.device) -> Any:
         preference,
     )
     from seppo_video.evaluation.metrics.gpt4o import GPT4oMTScore
+    from seppo_video.evaluation.official import gpt4o_rubric, mtscore_descriptions
 
     weights, scoring = config.weights, config.scoring
     builders = {
         "umt_fvd": lambda: chronomagic.UMTFVD(weights.umt, device),
         "umtscore": lambda: chronomagic.UMTScore(weights.umt, device),
-        "mtscore": lambda: chronomagic.MTScore(weights.internvideo2, device),
+        "mtscore": lambda: chronomagic.MTScore(
+            weights.internvideo2, device, mtscore_descriptions(config.chronomagic_repo, config.mtscore_descriptions)),
         "chscore": lambda: chronomagic.CHScore(weights.cotracker, device),
         "gpt4o_mtscore": lambda: GPT4oMTScore(import_callable(str(config.gpt4o.client), "gpt4o.client"),
-                                              str(config.gpt4o.client)),
+                                              str(config.gpt4o.client),
+                                              gpt4o_rubric(config.chronomagic_repo, config.gpt4o.rubric)),
         "fid": lambda: distribution.FID(weights.inception, device, scoring.fid_frames),
         "fvd": lambda: distribution.FVD(weights.i3d, device, scoring.fvd_frames, scoring.fvd_size),
         "lpips": lambda: paired.LPIPS(weights.lpips, device),
@@ -143,15 +163,16 @@ def _construct(name: str, config: EvalConfig, device: torch.device) -> Any:
     return builders[name]()
 
 
-def set_distance(name: str, generated: list[np.ndarray], reference: list[np.ndarray], seed: int) -> DistanceResult:
+def set_distance(name: str, generated: list[np.ndarray], reference: list[np.ndarray]) -> DistanceResult:
     """A distribution metric's value for one generated set: per-video features in, distance out.
 
-    UMT-FVD follows the benchmark's subset protocol; FID and FVD use every
-    generated and reference feature row.
+    UMT-FVD follows the benchmark's subset protocol (its own sizes and seeds);
+    FID and FVD use every generated and reference feature row. Rows keep the
+    order given (the prompt file's), which UMT-FVD's subsets index.
     """
     from seppo_video.evaluation.metrics.chronomagic import umt_fvd_protocol
 
     a, b = np.concatenate(generated), np.concatenate(reference)
     if name == "umt_fvd":
-        return umt_fvd_protocol(a, b, seed)
+        return umt_fvd_protocol(a, b)
     return DistanceResult(frechet_distance(a, b), {"rows": [len(a), len(b)]})
