@@ -302,7 +302,7 @@ class VideoDiffusionAdapter:
             "vae": self.vae,
             "text_encoder": self.text_encoder,
             "tokenizer": self.tokenizer,
-            "unet": self.unet,
+            self.denoiser_folder: self.unet,  # the pipeline's argument is named like its folder
             "scheduler": scheduler,
         }
 
@@ -487,15 +487,6 @@ class WanAdapter(VideoDiffusionAdapter):
 
         return get_peft_model_state_dict(self.unet)
 
-    def _pipeline_parts(self, scheduler) -> dict:
-        return {
-            "vae": self.vae,
-            "text_encoder": self.text_encoder,
-            "tokenizer": self.tokenizer,
-            "transformer": self.unet,
-            "scheduler": scheduler,
-        }
-
 
 _CHECKPOINTED_CLASSES: dict[type, type] = {}
 
@@ -624,14 +615,7 @@ def check_model_fits(config: Config) -> None:
     if config.model.kind == "wan":
         _check_wan_fits(config, paths, vae)
         return
-    factor = 2 ** (len(vae["block_out_channels"]) - 1)
-    resolution = config.data.resolution
-    if resolution % factor:
-        below, above = resolution // factor * factor, (resolution // factor + 1) * factor
-        raise ConfigError(
-            f"data.resolution: {resolution} is not a multiple of {factor}, the VAE's downsampling factor "
-            f"(use {below or above} or {above})"
-        )
+    _check_resolution(config.data.resolution, 2 ** (len(vae["block_out_channels"]) - 1), "the VAE's downsampling factor")
     if paths.motion_adapter is not None:
         limit = _component_config(paths.motion_adapter, "model.motion_adapter").get("motion_max_seq_length", 32)
         if config.data.num_frames > limit:
@@ -656,16 +640,18 @@ def _check_wan_fits(config: Config, paths: ModelPaths, vae: dict) -> None:
         )
     transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
     factor = (vae.get("scale_factor_spatial") or 8) * transformer["patch_size"][-1]
-    resolution = config.data.resolution
-    if resolution % factor:
-        below, above = resolution // factor * factor, (resolution // factor + 1) * factor
-        raise ConfigError(
-            f"data.resolution: {resolution} is not a multiple of {factor}, the VAE's downsampling factor times the "
-            f"transformer's patch size (use {below or above} or {above})"
-        )
+    _check_resolution(config.data.resolution, factor, "the VAE's downsampling factor times the transformer's patch size")
     if config.seppo.ref_eta:
         raise ConfigError(f"seppo.ref_eta: {config.seppo.ref_eta}, but Wan samples references with the deterministic "
                           "flow-matching Euler scheduler (set it to 0)")
+
+
+def _check_resolution(resolution: int, factor: int, what: str) -> None:
+    if resolution % factor:
+        below, above = resolution // factor * factor, (resolution // factor + 1) * factor
+        raise ConfigError(
+            f"data.resolution: {resolution} is not a multiple of {factor}, {what} (use {below or above} or {above})"
+        )
 
 
 def _component_config(folder: Path, key: str, name: str = "config.json") -> dict:

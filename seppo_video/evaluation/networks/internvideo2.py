@@ -30,6 +30,7 @@ from torch import nn
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.networks.bert import BertShape, BertStack, layer_count
 from seppo_video.evaluation.networks.checkpoints import load_strict, read_state_dict
+from seppo_video.evaluation.networks.layers import Mlp
 
 WHAT = "weights.internvideo2 (InternVideo2 stage-2 1B)"
 HEADS = 16  # num_heads and attn_pool_num_heads of pretrain_internvideo2_1b_patch14_224
@@ -101,15 +102,6 @@ class Attention(nn.Module):
         heads = [t.view(batch, tokens, HEADS, -1).transpose(1, 2) for t in (q, k, v)]
         attended = nn.functional.scaled_dot_product_attention(*heads)
         return self.proj(attended.transpose(1, 2).reshape(batch, tokens, width))
-
-
-class Mlp(nn.Module):
-    def __init__(self, width: int, hidden: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):

@@ -32,6 +32,7 @@ from torch import nn
 from seppo_video.evaluation.errors import EvalError
 from seppo_video.evaluation.networks.bert import BertShape, BertStack
 from seppo_video.evaluation.networks.checkpoints import load_strict, read_state_dict
+from seppo_video.evaluation.networks.layers import Mlp
 
 WHAT = "weights.umt (UMT-L/16 UMT-msrvtt-7k)"
 HEAD_WIDTH = 64  # UMT-L/16: 1024 wide, 16 heads
@@ -126,15 +127,6 @@ class Attention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         attended = nn.functional.scaled_dot_product_attention(q, k, v)
         return self.proj(attended.transpose(1, 2).reshape(batch, tokens, width))
-
-
-class Mlp(nn.Module):
-    def __init__(self, width: int, hidden: int):
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
