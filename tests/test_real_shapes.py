@@ -281,7 +281,7 @@ def test_real_animatediff_steps_through_the_trainer_adapter():
     embeds = adapter.encode_prompt(["a red ball", ""])
     assert embeds.shape == (2, 77, 768)
     latents = torch.randn(2, 4, 2, 8, 8)
-    out = adapter.predict_noise(latents, torch.tensor([3, 900]), embeds)
+    out = adapter.predict(latents, torch.tensor([3, 900]), embeds)
     assert out.shape == latents.shape and torch.isfinite(out).all()
     out.square().mean().backward()
     with_grad = {n for n, p in adapter.unet.named_parameters() if p.grad is not None}
