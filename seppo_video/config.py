@@ -270,6 +270,9 @@ def build_dataclass(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -301,6 +304,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads an exponent without a dot (``1e-4``) as a string
     if tp in (int, float, str, bool):
         if type(value) is not tp:
             raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")

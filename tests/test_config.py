@@ -54,6 +54,16 @@ def test_overrides_apply_with_yaml_types():
         load_config(None, ["train.max_steps"])
 
 
+def test_exponent_without_a_dot_is_a_float():
+    # YAML 1.1 (PyYAML) reads ``1e-4`` as the string "1e-4"; a float field still takes it.
+    config = load_config(None, ["train.learning_rate=1e-4", "seppo.beta=5E2"])
+    assert config.train.learning_rate == 1e-4 and config.seppo.beta == 500.0
+    with pytest.raises(ConfigError, match="train.learning_rate"):
+        load_config(None, ["train.learning_rate=fast"])
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_config(None, ["train.max_steps=1e3"])  # integers stay integers
+
+
 def test_bad_reference_strategy_and_cross_field_checks():
     with pytest.raises(ConfigError, match="seppo.ref_strategy.*allowed"):
         load_config(None, ["seppo.ref_strategy=newest"])
