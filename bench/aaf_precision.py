@@ -17,7 +17,7 @@ import torch
 
 from seppo_video.checkpoint import checkpoint_step, find_checkpoint, read_trainable
 from seppo_video.config import load_config
-from seppo_video.data import build_dataset, collate, model_id_for
+from seppo_video.data import build_dataset, collate
 from seppo_video.models.adapters import load_adapter
 from seppo_video.seppo.diagnostics import pool_precision
 from seppo_video.seppo.pool import ReferencePool
@@ -36,7 +36,7 @@ def main() -> None:
     adapter.unet.load_state_dict(read_trainable(checkpoint), strict=False)
     pool = ReferencePool(config.seppo.pool_size)
     pool.load(checkpoint / "pool")
-    dataset = build_dataset(config.data, config.model.kind, pairs=False, model_id=model_id_for(config.model))
+    dataset = build_dataset(config.data, config.model, pairs=False)
     batch = collate([dataset[i] for i in range(min(args.samples, len(dataset)))])
     with torch.no_grad():
         x_w = adapter.encode_video(batch["pixels"]) if "pixels" in batch else batch["latents"]

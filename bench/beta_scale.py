@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 # (config file, overrides): AnimateDiff with LoRA too, so that the backbone / target is compared at
 # the same kind of trainable part.
 CONFIGS = {
-    "animatediff (motion)": ("configs/tiny.yaml", []),
-    "animatediff (lora)": ("configs/tiny.yaml", ["model.trainable=lora"]),
+    "animatediff (motion)": ("configs/tiny_animatediff.yaml", []),
+    "animatediff (lora)": ("configs/tiny_animatediff.yaml", ["model.trainable=lora"]),
     "wan (lora)": ("configs/tiny_wan.yaml", []),
 }
 

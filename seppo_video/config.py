@@ -100,8 +100,9 @@ class NoiseSchedulerConfig:
 @dataclass
 class ModelConfig:
     kind: Literal["animatediff", "modelscope", "sd", "wan"] = "animatediff"
-    # A local diffusers directory, or "tiny" for the embedded random-init model
-    # (built on first use in the cache). AnimateDiff: the SD-1.5 pipeline folder.
+    # A local diffusers directory, "tiny" for the embedded random-init model (built on first use
+    # in the cache), or "world" for the synthetic world's pretrained base (modelscope, shipped).
+    # AnimateDiff: the SD-1.5 pipeline folder.
     pretrained: str = "tiny"
     # AnimateDiff only: a MotionAdapter folder ("tiny" goes with pretrained=tiny).
     motion_adapter: str | None = None
@@ -114,8 +115,23 @@ class ModelConfig:
 
 
 @dataclass
+class WorldDataConfig:
+    """The synthetic time-lapse world (``data.kind: world``, ``seppo_video/data/world.py``): latent clips
+    of a coloured disc whose reward is known. Its 40 prompts are split once (``split_seed``) into
+    training, validation and held-out prompts; training uses the training prompts only."""
+
+    clips_per_prompt: int = 4
+    # Share of the clips replaced by a defective one (a pretraining mixture); 0 for winners only.
+    bad_fraction: float = 0.0
+    clip_seed: int = 1  # draws the clips
+    split_seed: int = 0
+    validation_prompts: int = 8
+    held_out_prompts: int = 8
+
+
+@dataclass
 class DataConfig:
-    kind: Literal["video", "image", "demo"] = "demo"
+    kind: Literal["video", "image", "demo", "world"] = "demo"
     annotations: str | None = None  # CSV / JSON / JSONL (video) or parquet / JSONL (image)
     video_dir: str | None = None
     image_dir: str | None = None
@@ -125,6 +141,7 @@ class DataConfig:
     target_fps: float | None = None
     max_bad_fraction: float = 0.2  # stop when more of the data than this is unreadable
     latent_cache: str | None = None
+    world: WorldDataConfig = field(default_factory=WorldDataConfig)
     batch_size: int = 2
     num_workers: int = 0
     shuffle: bool = True
@@ -201,7 +218,8 @@ class SampleConfig:
 
 @dataclass
 class Config:
-    """The whole run. The defaults are the tiny CPU demo (configs/tiny.yaml spells them out)."""
+    """The whole run. The defaults are the tiny AnimateDiff mechanics demo (configs/tiny_animatediff.yaml spells
+    them out); the README's demo, configs/tiny.yaml, aligns the synthetic world's base model."""
 
     output_dir: str = "runs/tiny"
     seed: int = 0
@@ -297,6 +315,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[-1] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}")
+    if tp is Any:
+        return value
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(key_tp, k, key): _coerce(value_tp, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -350,6 +375,11 @@ def validate(config: Config) -> None:
         ("data.target_fps", data.target_fps, data.target_fps is None or _positive(data.target_fps), "positive or null"),
         ("data.max_bad_fraction", data.max_bad_fraction, 0 <= data.max_bad_fraction <= 1, "in [0, 1]"),
         ("data.batch_size", data.batch_size, data.batch_size > 0, "positive"),
+        ("data.world.clips_per_prompt", data.world.clips_per_prompt, data.world.clips_per_prompt > 0, "positive"),
+        ("data.world.bad_fraction", data.world.bad_fraction, 0 <= data.world.bad_fraction <= 1, "in [0, 1]"),
+        ("data.world.validation_prompts", data.world.validation_prompts, data.world.validation_prompts >= 0,
+         "non-negative"),
+        ("data.world.held_out_prompts", data.world.held_out_prompts, data.world.held_out_prompts >= 0, "non-negative"),
         ("data.num_workers", data.num_workers, data.num_workers >= 0, "non-negative"),
         ("seppo.beta", seppo.beta, _positive(seppo.beta), "positive"),
         ("seppo.sft_weight", seppo.sft_weight, _finite(seppo.sft_weight, 0), "finite and >= 0"),

@@ -12,6 +12,10 @@ import torch
 
 from seppo_video.data.video import write_video
 
+# A run's samples of the model it started from, beside its own ``samples/`` (runs on the synthetic
+# world write both; the viewer shows them side by side).
+BASE_SAMPLES = "base_samples"
+
 
 @dataclass
 class SampleSettings:

@@ -81,7 +81,7 @@ def setup(config: Config) -> Run:
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
 
-    from seppo_video.data import build_dataset, model_id_for
+    from seppo_video.data import build_dataset
 
     method = resolve_method(config.seppo)
     out = Path(config.output_dir)
@@ -103,8 +103,7 @@ def setup(config: Config) -> Run:
         # The model's config files, then the data: a wrong model folder, frames or a resolution the model
         # cannot take, bad annotations or bad videos all fail before the model is loaded.
         check_model_fits(config)
-        dataset = build_dataset(config.data, config.model.kind, pairs=method.needs_losers,
-                                model_id=model_id_for(config.model), seed=config.seed)
+        dataset = build_dataset(config.data, config.model, pairs=method.needs_losers, seed=config.seed)
         adapter = load_adapter(config.model, seed=config.seed)
     adapter.unet.train(config.train.policy_dropout)  # references switch to eval mode themselves
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.train.mixed_precision)
@@ -413,11 +412,11 @@ def reference_errors(adapter, reference, noised: NoisedBatch, embeds, autocast_d
 
 
 def winner_latents(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Winner latents and prompt embeddings: from the latent cache, or encoded now."""
+    """Winner latents and prompt embeddings: from the latent cache or the world, or encoded now."""
     device = run.accelerator.device
-    if "latents" in batch:
-        return batch["latents"].to(device), batch["prompt_embeds"].to(device)
-    return run.adapter.encode_video(batch["pixels"].to(device)).float(), run.adapter.encode_prompt(batch["prompt"]).float()
+    latents = batch["latents"] if "latents" in batch else run.adapter.encode_video(batch["pixels"].to(device))
+    embeds = batch["prompt_embeds"] if "prompt_embeds" in batch else run.adapter.encode_prompt(batch["prompt"])
+    return latents.to(device).float(), embeds.to(device).float()
 
 
 def second_samples(run: Run, batch: dict, embeds: torch.Tensor, reference, state: TrainerState, x_w: torch.Tensor):
@@ -638,17 +637,20 @@ def export_checkpoint(run_dir: Path, which: str = "latest", out: Path | None = N
     config = load_config(run_dir / "config.yaml")
     checkpoint = find_checkpoint(run_dir, which)
     adapter = load_adapter(config.model)
-    weights = exported_weights(config)
-    if weights == "ema":
-        tensors = read_ema_weights(checkpoint, [name for name, _ in adapter.named_trainable_parameters()])
-    else:
-        tensors = read_trainable(checkpoint)
+    tensors = policy_weights(config, checkpoint, [name for name, _ in adapter.named_trainable_parameters()])
     missing, unexpected = adapter.unet.load_state_dict(tensors, strict=False)
     if unexpected:
         raise RuntimeError(f"{checkpoint}: tensors the model does not have, e.g. {unexpected[:3]}")
     steps = checkpoint_step(checkpoint)
     return export_weights(adapter, out or run_dir / "export", config.model, method=config.seppo.method,
-                          steps=steps, run_config=config.to_dict(), weights=weights)
+                          steps=steps, run_config=config.to_dict(), weights=exported_weights(config))
+
+
+def policy_weights(config: Config, checkpoint: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """The trainable tensors ``names`` an export of ``checkpoint`` holds (``exported_weights``)."""
+    if exported_weights(config) == "ema":
+        return read_ema_weights(checkpoint, names)
+    return read_trainable(checkpoint)
 
 
 def noise_schedule_summary(adapter: VideoDiffusionAdapter) -> dict[str, Any]:

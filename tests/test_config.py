@@ -14,8 +14,8 @@ def _write(tmp_path, text):
     return path
 
 
-def test_tiny_yaml_equals_builtin_defaults(repo_root):
-    assert load_config(repo_root / "configs" / "tiny.yaml") == Config()
+def test_tiny_animatediff_yaml_equals_builtin_defaults(repo_root):
+    assert load_config(repo_root / "configs" / "tiny_animatediff.yaml") == Config()
 
 
 def test_every_shipped_config_loads(repo_root):

@@ -424,20 +424,20 @@ def test_demo_data_is_deterministic(tmp_path):
 
 
 def test_build_dataset_demo_video_and_image():
-    videos = build_dataset(DataConfig(kind="demo", num_frames=8, resolution=32), "animatediff", pairs=False)
+    videos = build_dataset(DataConfig(kind="demo", num_frames=8, resolution=32), ModelConfig(kind="animatediff"), pairs=False)
     assert isinstance(videos, VideoDataset) and len(videos) == 12
     batch = collate([videos[0], videos[1]])
     assert batch["pixels"].shape == (2, 3, 8, 32, 32) and "loser_pixels" not in batch
     assert isinstance(batch["prompt"], list) and len(batch["id"]) == 2
-    images = build_dataset(DataConfig(kind="demo", num_frames=1, resolution=32), "sd", pairs=True)
+    images = build_dataset(DataConfig(kind="demo", num_frames=1, resolution=32), ModelConfig(kind="sd"), pairs=True)
     assert isinstance(images, ImagePreferenceDataset) and images.num_ties == 4 and len(images) == 8
     assert collate([images[0]])["loser_pixels"].shape == (1, 3, 1, 32, 32)
     # Image data without annotations falls back to the demo pairs; video data never does.
-    assert build_dataset(DataConfig(kind="image", num_frames=1), "sd", pairs=False).prompts == images.prompts
+    assert build_dataset(DataConfig(kind="image", num_frames=1), ModelConfig(kind="sd"), pairs=False).prompts == images.prompts
     with pytest.raises(ConfigError, match="data.annotations"):
-        build_dataset(DataConfig(kind="video"), "animatediff", pairs=False)
+        build_dataset(DataConfig(kind="video"), ModelConfig(kind="animatediff"), pairs=False)
     with pytest.raises(ConfigError, match="data.num_frames"):
-        build_dataset(DataConfig(kind="demo", num_frames=32), "animatediff", pairs=False)
+        build_dataset(DataConfig(kind="demo", num_frames=32), ModelConfig(kind="animatediff"), pairs=False)
 
 
 def test_collate_refuses_mixed_items():
@@ -520,10 +520,10 @@ def test_a_corrupted_shard_is_refused(cache, tmp_path):
 
 def test_build_dataset_uses_the_cache(cache):
     config = DataConfig(num_frames=4, resolution=32, latent_cache=str(cache))
-    dataset = build_dataset(config, "animatediff", pairs=True, model_id="tiny:animatediff")
+    dataset = build_dataset(config, ModelConfig(kind="animatediff"), pairs=True)
     assert isinstance(dataset, LatentCacheDataset)
     with pytest.raises(StaleCacheError):
-        build_dataset(config, "animatediff", pairs=False, model_id="tiny:modelscope")
+        build_dataset(config, ModelConfig(kind="modelscope"), pairs=False)
 
 
 def test_cache_latents_from_config_then_train_from_it(tmp_path):
@@ -532,8 +532,8 @@ def test_cache_latents_from_config_then_train_from_it(tmp_path):
     config = load_config(None, ["data.num_frames=4", "data.resolution=32", f"data.latent_cache={tmp_path / 'c'}"])
     out = cache_latents_from_config(config, None)
     assert out == tmp_path / "c"
-    dataset = build_dataset(config.data, config.model.kind, pairs=False, model_id=model_id_for(config.model))
+    dataset = build_dataset(config.data, config.model, pairs=False)
     assert isinstance(dataset, LatentCacheDataset) and len(dataset) == 12
     assert "loser_latents" not in dataset[0]
     with pytest.raises(DataError, match="no loser latents"):
-        build_dataset(config.data, config.model.kind, pairs=True, model_id=model_id_for(config.model))
+        build_dataset(config.data, config.model, pairs=True)

@@ -174,6 +174,17 @@ def test_evaluation_report_is_read_defensively(tmp_path: Path, report: Any, expe
     assert (problems == []) == bool(expected)
 
 
+def test_a_run_with_base_samples_is_shown_before_and_after(runs_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "world"
+    shutil.copytree(runs_root / "sft" / "samples", run / "samples")
+    shutil.copytree(runs_root / "seppo" / "samples", run / "base_samples")
+    plain, before, after = read_runs([runs_root / "sft", run])
+    assert (plain.name, before.name, after.name) == ("sft", "world: before", "world: after")
+    assert {s.path.parent.parent.name for s in before.samples} == {"base_samples"}
+    assert len(before.samples) == len(PROMPTS) * len(SEEDS) and len(after.samples) == 2 * len(SEEDS)
+    assert before.path == after.path == run.resolve()  # one folder: the viewer serves both from it
+
+
 def test_unique_names_disambiguate_same_folder_names(tmp_path: Path) -> None:
     folders = [tmp_path / "a" / "run", tmp_path / "b" / "run", tmp_path / "c"]
     assert unique_names(folders) == ["a/run", "b/run", "c"]

@@ -62,8 +62,8 @@ class PixelDataset(Protocol):
 
 def model_id_for(config: ModelConfig) -> str:
     """A string that changes whenever the VAE or text encoder could change."""
-    if config.pretrained == "tiny":
-        return f"tiny:{config.kind}"
+    if config.pretrained in ("tiny", "world"):  # the models built or shipped by the package
+        return f"{config.pretrained}:{config.kind}"
     model_id = f"{config.kind}:{Path(config.pretrained).expanduser().resolve()}"
     if config.motion_adapter:
         model_id += f"+motion:{Path(config.motion_adapter).expanduser().resolve()}"

@@ -42,7 +42,7 @@ from seppo_video.config import (
     is_flow_matching,
     require_package,
 )
-from seppo_video.models.tiny import ensure_tiny
+from seppo_video.models.tiny import WORLD_BASE_DIR, ensure_tiny
 
 # Training-schedule defaults that differ from what the backbone's pipeline folder says.
 # AnimateDiff's motion modules (v1 to v3) were trained with a linear beta schedule on SD-1.5
@@ -524,6 +524,14 @@ def resolve_paths(config: ModelConfig) -> ModelPaths:
         if config.kind == "animatediff":
             return ModelPaths(root / "sd", root / "motion_adapter")
         return ModelPaths(root)
+    if config.pretrained == "world":
+        if config.kind != "modelscope" or not (WORLD_BASE_DIR / "model_index.json").is_file():
+            raise ConfigError(
+                "model.pretrained: 'world' is the synthetic world's base model, a modelscope pipeline "
+                f"(model.kind='modelscope') shipped in {WORLD_BASE_DIR}; rebuild it with "
+                "`seppo-video make-world-base --config configs/world_base.yaml` if it is missing"
+            )
+        return ModelPaths(WORLD_BASE_DIR)
     pipeline = Path(config.pretrained).expanduser()
     if not (pipeline / "model_index.json").exists() and not (pipeline / "unet").is_dir():
         raise ConfigError(
@@ -595,6 +603,20 @@ def _flow_match_config(folder: dict) -> dict:
         "num_train_timesteps": folder.get("num_train_timesteps", 1000),
         "shift": folder.get("flow_shift", 1.0),
     }
+
+
+def latent_shape(config: ModelConfig, num_frames: int, resolution: int) -> tuple[int, int, int, int]:
+    """``(C, F, H, W)`` of one clip's latents for ``num_frames`` frames of ``resolution`` pixels,
+    from the model folder's config files (the denoiser's input channels, the VAE's compression)."""
+    paths = resolve_paths(config)
+    adapter = ADAPTERS[config.kind]
+    channels = _component_config(paths.pipeline / adapter.denoiser_folder, "model.pretrained")["in_channels"]
+    vae = _component_config(paths.pipeline / "vae", "model.pretrained")
+    if config.kind == "wan":
+        spatial, frames = vae.get("scale_factor_spatial") or 8, 1 + (num_frames - 1) // (vae.get("scale_factor_temporal") or 4)
+    else:
+        spatial, frames = 2 ** (len(vae["block_out_channels"]) - 1), num_frames
+    return channels, frames, resolution // spatial, resolution // spatial
 
 
 def check_model_fits(config: Config) -> None:

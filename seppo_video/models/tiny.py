@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,9 @@ VAE_CHANNELS = (16, 32, 32)  # three blocks: the VAE downsamples by 4
 LATENT_CHANNELS = 4
 WAN_LATENT_CHANNELS = 4
 TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copies are rebuilt
+# The synthetic world's pretrained base model, shipped with the package (``model.pretrained: world``;
+# built by ``seppo-video make-world-base``, seppo_video/study/base.py).
+WORLD_BASE_DIR = Path(__file__).parent / "world_base"
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -59,23 +63,30 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def build_tokenizer(directory: Path, vocab_size: int | None = None):
-    """A CLIP tokenizer whose vocabulary is every byte (with and without ``</w>``).
+def build_tokenizer(directory: Path, vocab_size: int | None = None, words: Sequence[str] = ()):
+    """A CLIP tokenizer whose vocabulary is every byte (with and without ``</w>``), plus ``words``.
 
-    No merges: each character is one token, which is all a random-init text
-    encoder needs, and it tokenises any prompt without a download.
+    Without ``words`` there are no merges: each character is one token, which is all a random-init
+    text encoder needs, and it tokenises any prompt without a download. ``words`` (lower-case
+    letters) each become one token, as common words are in the real CLIP vocabulary: the merges
+    build a word from its end (``n g</w>``, then ``i ng</w>``, ...). Every merge's right part ends
+    in ``</w>``, so a merge can only apply at the end of a word, and a listed word always merges
+    completely whatever the order of the merges (BPE's greedy order cannot split it differently).
 
     ``vocab_size`` (the real CLIP's 49408 for the real-shape models): unused
     placeholder entries pad the vocabulary so that it has that many ids and,
     as in the real CLIP vocabulary, ``<|startoftext|>`` and ``<|endoftext|>``
     are its last two (49406 and 49407). Without it (the tiny models), the
-    vocabulary is the 512 byte tokens and the two special ones.
+    vocabulary is the 512 byte tokens, the words' suffix tokens and the two special ones.
     """
     from transformers import CLIPTokenizer
 
     chars = list(_bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    merges = _suffix_merges(words)
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
     if vocab_size is not None:
         if vocab_size < len(vocab) + 2:
             raise ValueError(f"vocab_size must be at least {len(vocab) + 2}, got {vocab_size}")
@@ -86,10 +97,24 @@ def build_tokenizer(directory: Path, vocab_size: int | None = None):
     directory.mkdir(parents=True, exist_ok=True)
     vocab_file, merges_file = directory / "vocab.json", directory / "merges.txt"
     vocab_file.write_text(json.dumps(vocab))
-    merges_file.write_text("#version: 0.2\n")
+    merges_file.write_text("#version: 0.2\n" + "".join(f"{left} {right}\n" for left, right in merges))
     tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
     tokenizer.save_pretrained(str(directory))
     return tokenizer
+
+
+def _suffix_merges(words: Sequence[str]) -> list[tuple[str, str]]:
+    """BPE merges that build each word right to left: ``("n", "g</w>")``, ``("i", "ng</w>")``, ..."""
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        if not word.isalpha() or not word.islower() or not word.isascii():
+            raise ValueError(f"tokenizer words must be lower-case ASCII letters, got {word!r}")
+        suffix = word[-1] + "</w>"
+        for char in reversed(word[:-1]):
+            if (char, suffix) not in merges:
+                merges.append((char, suffix))
+            suffix = char + suffix
+    return merges
 
 
 def _text_encoder(vocab_size: int):
@@ -183,8 +208,8 @@ def _motion_adapter():
     )
 
 
-def _shared_parts(tokenizer_dir: Path) -> dict:
-    tokenizer = build_tokenizer(tokenizer_dir)
+def _shared_parts(tokenizer_dir: Path, words: Sequence[str] = ()) -> dict:
+    tokenizer = build_tokenizer(tokenizer_dir, words=words)
     return {
         "vae": _vae(),
         "text_encoder": _text_encoder(len(tokenizer)),
@@ -239,8 +264,11 @@ def _wan_parts(tokenizer_dir: Path) -> dict:
             "scheduler": scheduler}
 
 
-def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0) -> Path:
-    """Write a random-init model of ``kind`` to ``out`` (atomically) and return it."""
+def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0, words: Sequence[str] = ()) -> Path:
+    """Write a random-init model of ``kind`` to ``out`` (atomically) and return it.
+
+    ``words`` become whole-word tokens of the CLIP tokenizer (UNet backbones; see ``build_tokenizer``).
+    """
     if kind not in BACKBONE_KINDS:
         raise ValueError(f"kind must be one of {BACKBONE_KINDS}, got {kind!r}")
     out = Path(out)
@@ -251,16 +279,16 @@ def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0) -> Path
 
             WanPipeline(**_wan_parts(tmp / ".tokenizer")).save_pretrained(tmp)
         else:
-            _write_unet_pipelines(kind, tmp)
+            _write_unet_pipelines(kind, tmp, words)
         _remove_tree(tmp / ".tokenizer")
         (tmp / "seppo_tiny.json").write_text(json.dumps({"kind": kind, "seed": seed}))
     return out
 
 
-def _write_unet_pipelines(kind: str, tmp: Path) -> None:
+def _write_unet_pipelines(kind: str, tmp: Path, words: Sequence[str]) -> None:
     from diffusers import StableDiffusionPipeline, TextToVideoSDPipeline
 
-    parts = _shared_parts(tmp / ".tokenizer")
+    parts = _shared_parts(tmp / ".tokenizer", words)
     if kind == "modelscope":
         TextToVideoSDPipeline(unet=_unet3d(), **parts).save_pretrained(tmp)
         return

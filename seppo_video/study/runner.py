@@ -1,16 +1,26 @@
-"""Run the alignment study: world data, a pretrained base, every method x seed, scores.
+"""Run the alignment study: tune every method on validation prompts, then compare them on held-out ones.
 
-Every training run goes through ``seppo_video.train.train`` with a config
-built from ``key=value`` overrides, exactly as a user would run it; the
-world's clips enter as a latent cache, so no VAE is involved. Each finished
-run leaves ``study_scores.json`` beside its outputs, so an interrupted study
-resumes at the first unfinished run. Runs are independent, so ``parallel_runs``
-of them can train side by side in spawned processes (each with its share of
-the CPU threads and its output in ``seed<N>.log`` beside the run's folder).
+1. **Base**: a world base model (``seppo-video make-world-base``; the study reads the world's
+   frames, resolution and prompt split from its ``world_base.json``, so every run sees the world
+   the base was trained on).
+2. **Tuning**: each method trains once per point of its own hyperparameter grid (the same number
+   of runs for every tuned method, one training seed), from the base, on the winners of the
+   training prompts; each run's final policy is scored on the *validation* prompts, and the point
+   with the highest mean reward is chosen. Ablations (``tuned_as``) reuse the chosen point of the
+   method they ablate, so they differ from it in one setting only.
+3. **Comparison**: each method with its chosen point, for every seed: the validation reward at
+   every checkpoint (the curves), and the *held-out* prompts scored once, at the final step.
+
+Every training run goes through ``seppo_video.train.train`` with a config built from
+``key=value`` overrides, exactly as a user would run it, on ``data.kind: world``. Each finished
+run leaves ``study_scores.json`` beside its outputs, so an interrupted study resumes at the first
+unfinished run; ``parallel_runs`` of them train side by side in spawned processes (each with its
+share of the CPU threads and its output in ``<run>.log``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -27,44 +37,44 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seppo_video.atomic import atomic_directory, atomic_write_json
-from seppo_video.checkpoint import checkpoint_step, complete_checkpoints, read_trainable
+from seppo_video.atomic import atomic_write_json
+from seppo_video.checkpoint import checkpoint_step, complete_checkpoints
 from seppo_video.config import Config, ConfigError, ModelConfig, load_config, load_dataclass
-from seppo_video.data import model_id_for, write_latent_cache
-from seppo_video.models.adapters import VideoDiffusionAdapter, load_adapter
-from seppo_video.models.tiny import ensure_tiny
+from seppo_video.data import world_dataset
+from seppo_video.data.world import PromptSplit, split_prompts
+from seppo_video.models.adapters import latent_shape, resolve_paths
 from seppo_video.seppo.diagnostics import pool_precision
 from seppo_video.seppo.pool import ReferencePool
-from seppo_video.seppo.sampler import sample_latents
-from seppo_video.study.world import DEFECTS, Prompt, WorldShape, bad_clip, good_clip, reward, split_prompts
+from seppo_video.study.base import world_base_info
+from seppo_video.study.evaluate import DEVICE, WorldEvaluator, WorldSampling
+from seppo_video.train import policy_weights
 
 # ---------------------------------------------------------------- configuration
-
-
-@dataclass
-class WorldConfig:
-    frames: int = 8
-    latent_size: int = 8
-    clips_per_prompt: int = 4  # winners per training prompt
-    held_out_prompts: int = 10  # of the 40 prompts; evaluation uses only these
-    base_bad_fraction: float = 0.5  # share of defective clips in the base model's pretraining mix
-    seed: int = 0
 
 
 @dataclass
 class MethodVariant:
     name: str
     overrides: list[str] = field(default_factory=list)  # training-config overrides, e.g. "seppo.aaf=none"
+    # Hyperparameters tuned on the validation prompts: dotted key -> candidate values (every combination).
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    tuned_as: str | None = None  # an ablation: the chosen point of this other method, not a grid of its own
+
+
+@dataclass
+class TuningConfig:
+    seed: int = 100  # the training seed of every tuning run (the comparison uses `seeds`)
+    samples_per_prompt: int = 4
 
 
 @dataclass
 class EvalConfig:
-    samples_per_prompt: int = 2
-    num_inference_steps: int = 10
-    guidance_scale: float = 3.0
+    samples_per_prompt: int = 8
+    num_inference_steps: int = 20
+    guidance_scale: float = 1.0
     precision_methods: list[str] = field(default_factory=lambda: ["seppo"])
     precision_winners: int = 8
-    precision_draws: int = 64
+    precision_draws: int = 32
     confidence: float = 0.95
     n_boot: int = 2000
 
@@ -73,27 +83,36 @@ class EvalConfig:
 class StudyConfig:
     output_dir: str = "runs/study_cpu"
     report_dir: str = "docs/study"
+    base: str = "world"  # model.pretrained of the base: 'world' (shipped) or a make-world-base folder
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    world: WorldConfig = field(default_factory=WorldConfig)
-    base_steps: int = 400
-    base_overrides: list[str] = field(default_factory=list)  # pretraining (SFT on the mixture)
-    align_steps: int = 60
-    eval_every: int = 20
-    align_overrides: list[str] = field(default_factory=list)  # shared by every method
+    align_steps: int = 200
+    eval_every: int = 25
+    align_overrides: list[str] = field(default_factory=list)  # shared by every run (the winners' data too)
     methods: list[MethodVariant] = field(default_factory=list)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    parallel_runs: int = 1  # (method, seed) runs trained at once, each in its own process
+    parallel_runs: int = 1  # runs trained at once, each in its own process
 
 
 def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> StudyConfig:
     study = load_dataclass(StudyConfig, path, overrides)
     names = [m.name for m in study.methods]
     if not names:
-        raise ConfigError("methods: list at least one {name, overrides} entry")
+        raise ConfigError("methods: list at least one {name, overrides, grid} entry")
     if len(set(names)) != len(names):
         raise ConfigError(f"methods: names must be unique, got {names}")
     if "seppo" not in names:
         raise ConfigError("methods: the study compares every method with one named 'seppo'; add it")
+    for method in study.methods:
+        if method.tuned_as is not None and (method.tuned_as not in names or method.grid):
+            raise ConfigError(f"methods: {method.name}.tuned_as must name another method ({', '.join(names)}) "
+                              "and comes instead of a grid")
+        if any(not values for values in method.grid.values()):
+            raise ConfigError(f"methods: {method.name}.grid: every key needs at least one value")
+    budgets = {len(grid_points(m)) for m in study.methods if m.tuned_as is None}
+    if len(budgets) > 1:
+        sizes = ", ".join(f"{m.name} {len(grid_points(m))}" for m in study.methods if m.tuned_as is None)
+        raise ConfigError(f"methods: every tuned method gets the same number of tuning runs, got {sizes}")
     unknown = set(study.eval.precision_methods) - set(names)
     if unknown:
         raise ConfigError(f"eval.precision_methods: {sorted(unknown)} are not among methods ({', '.join(names)})")
@@ -101,152 +120,208 @@ def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> Stu
         raise ConfigError(f"eval_every: must divide align_steps ({study.align_steps}), got {study.eval_every}")
     if len(study.seeds) < 2:
         raise ConfigError("seeds: at least 2 are needed for a confidence interval over seeds")
+    if study.tuning.seed in study.seeds:
+        raise ConfigError(f"tuning.seed: {study.tuning.seed} is also a comparison seed; use another")
     if study.parallel_runs < 1:
         raise ConfigError(f"parallel_runs: must be >= 1, got {study.parallel_runs}")
     return study
 
 
-# ---------------------------------------------------------------- world data
+def grid_points(method: MethodVariant) -> list[dict[str, Any]]:
+    """Every combination of the method's grid values (one point, ``{}``, without a grid)."""
+    keys = list(method.grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(method.grid[k] for k in keys))]
 
 
-MODEL = ["model.kind=modelscope", "model.trainable=full"]
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where scoring runs (training: accelerate decides)
+def _as_overrides(point: dict[str, Any]) -> list[str]:
+    return [f"{key}={json.dumps(value)}" for key, value in point.items()]
 
 
-def _training_config(study: StudyConfig, overrides: list[str]) -> Config:
-    world = study.world
-    fixed = [*MODEL, f"data.num_frames={world.frames}", "train.log_with=none", "sample.prompts=[]"]
-    return load_config(None, [*fixed, *overrides])
+# ---------------------------------------------------------------- the world the base was trained on
 
 
-def _world_clips(prompts: list[Prompt], shape: WorldShape, per_prompt: int, seed: int, bad_fraction: float):
-    """Per item: (prompt, good clip, defective clip); the item's ``winner`` is bad with ``bad_fraction``."""
-    generator = torch.Generator().manual_seed(seed)
-    items = []
-    for index in range(len(prompts) * per_prompt):
-        prompt = prompts[index % len(prompts)]
-        defect = DEFECTS[index % len(DEFECTS)]
-        good, bad = good_clip(shape, prompt, generator), bad_clip(shape, prompt, defect, generator)
-        shown = bad if torch.rand((), generator=generator).item() < bad_fraction else good
-        items.append((prompt, shown, bad))
-    return items
+@dataclass
+class World:
+    """What every run shares: the base model, the world's data settings and its prompt split."""
+
+    base: ModelConfig
+    data_overrides: list[str]  # frames, resolution, the prompt split
+    split: PromptSplit
+    frames: int
+    size: int  # latent height = width
 
 
-def write_world_cache(out: Path, items, adapter: VideoDiffusionAdapter, model_id: str, resolution: int) -> Path:
-    prompts = [prompt.text for prompt, _, _ in items]
-    with torch.no_grad():
-        embeds = adapter.encode_prompt(prompts)
-    return write_latent_cache(
-        out,
-        {
-            "latents": torch.stack([winner for _, winner, _ in items]),
-            "loser_latents": torch.stack([loser for _, _, loser in items]),
-            "prompt_embeds": embeds,
-        },
-        [f"clip{i:05d}" for i in range(len(items))],
-        prompts,
-        model_id=model_id,
-        resolution=resolution,
-        num_frames=items[0][1].shape[1],
-        source="seppo_video.study.world",
+def world_of(study: StudyConfig) -> World:
+    base = ModelConfig(kind="modelscope", pretrained=study.base, trainable="full")
+    info = world_base_info(resolve_paths(base).pipeline)
+    data = load_config(None, [f"data.{key}={json.dumps(value)}" for key, value in info["config"]["data"].items()
+                              if key in ("num_frames", "resolution")]
+                       + [f"data.world.{key}={json.dumps(value)}" for key, value in
+                          info["config"]["data"].get("world", {}).items()
+                          if key in ("split_seed", "validation_prompts", "held_out_prompts")]).data
+    _, frames, size, _ = latent_shape(base, data.num_frames, data.resolution)
+    world = data.world
+    return World(
+        base=base,
+        data_overrides=[f"data.num_frames={data.num_frames}", f"data.resolution={data.resolution}",
+                        f"data.world.split_seed={world.split_seed}",
+                        f"data.world.validation_prompts={world.validation_prompts}",
+                        f"data.world.held_out_prompts={world.held_out_prompts}"],
+        split=split_prompts(world.validation_prompts, world.held_out_prompts, world.split_seed),
+        frames=frames, size=size,
     )
 
 
-def _resolution(adapter: VideoDiffusionAdapter, latent_size: int) -> int:
-    return latent_size * 2 ** (len(adapter.vae.config.block_out_channels) - 1)
+MODEL = ["model.kind=modelscope", "model.trainable=full", "data.kind=world"]
 
 
-# ---------------------------------------------------------------- base model
+def _training_config(study: StudyConfig, world: World, overrides: list[str]) -> Config:
+    fixed = [*MODEL, f"model.pretrained={study.base}", *world.data_overrides, "train.log_with=none",
+             "sample.prompts=[]"]
+    return load_config(None, [*fixed, *study.align_overrides, *overrides])
 
 
-BASE_MARK = "seppo_study_base.json"
+# ---------------------------------------------------------------- jobs
 
 
-def pretrain_base(study: StudyConfig, out: Path, train_prompts: list[Prompt]) -> Path:
-    """SFT on a good/bad mixture from the random-init tiny ModelScope model, saved as a pipeline folder.
+@dataclass(frozen=True)
+class Job:
+    """One training run: a method at a grid point, for one seed; ``phase`` is 'tune' or 'final'."""
 
-    Cached: a finished base (same world and pretraining settings) is reused.
-    """
+    phase: str
+    method: MethodVariant
+    point: tuple[tuple[str, Any], ...]
+    seed: int
+    index: int  # the grid point's number (tuning) or the seed (comparison): names the run folder
+
+    @property
+    def name(self) -> str:
+        return f"{self.phase}/{self.method.name}/{'point' if self.phase == 'tune' else 'seed'}{self.index}"
+
+
+def _run_dir(study: StudyConfig, job: Job) -> Path:
+    return Path(study.output_dir) / "runs" / job.name
+
+
+def run_study(study: StudyConfig) -> dict[str, Any]:
+    """Tune, choose, compare; returns every score (see ``report.summarise_study``)."""
+    world = world_of(study)
+    base_scores = _base_scores(study, world)
+    tuned = [m for m in study.methods if m.tuned_as is None]
+    tuning_jobs = [Job("tune", m, tuple(p.items()), study.tuning.seed, i)
+                   for m in tuned for i, p in enumerate(grid_points(m))]
+    _run_all(study, world, tuning_jobs, "tuning runs")
+    tuning = {m.name: [] for m in tuned}
+    for job in tuning_jobs:
+        record = json.loads((_run_dir(study, job) / "study_scores.json").read_text())
+        tuning[job.method.name].append({"point": dict(job.point), "validation": record["validation"]})
+    chosen = {name: max(rows, key=lambda row: np.mean(row["validation"]))["point"] for name, rows in tuning.items()}
+    chosen.update({m.name: chosen[m.tuned_as] for m in study.methods if m.tuned_as is not None})
+    final_jobs = [Job("final", m, tuple(chosen[m.name].items()), seed, seed) for m in study.methods for seed in study.seeds]
+    _run_all(study, world, final_jobs, "comparison runs")
+    runs: dict[str, dict[str, Any]] = {}
+    for job in final_jobs:
+        runs.setdefault(job.method.name, {})[str(job.seed)] = json.loads(
+            (_run_dir(study, job) / "study_scores.json").read_text())
+    return {
+        "prompts": {"validation": [p.text for p in world.split.validation],
+                    "held_out": [p.text for p in world.split.held_out]},
+        "base": base_scores, "tuning": tuning, "chosen": chosen, "runs": runs,
+    }
+
+
+def _base_scores(study: StudyConfig, world: World) -> dict[str, list[list[float]]]:
+    """The base model's rewards ``[prompts, samples]`` on both evaluation splits (cached like a run)."""
+    path = Path(study.output_dir) / "base_scores.json"
+    identity = {"base": study.base, "eval": asdict(study.eval), "tuning": asdict(study.tuning)}
+    if path.is_file() and json.loads(path.read_text())["identity"] == identity:
+        return json.loads(path.read_text())["scores"]
+    scores = {name: _evaluator(study, world, split, samples).rewards().tolist() for name, split, samples in
+              (("validation", "validation", study.eval.samples_per_prompt),
+               ("held_out", "held_out", study.eval.samples_per_prompt),
+               ("validation_tuning", "validation", study.tuning.samples_per_prompt))}
+    atomic_write_json(path, {"identity": identity, "scores": scores})
+    return scores
+
+
+def _run_all(study: StudyConfig, world: World, jobs: list[Job], label: str) -> None:
+    todo = [job for job in jobs if not (_run_dir(study, job) / "study_scores.json").exists()]
+    progress = tqdm(total=len(todo), desc=label, unit="run")
+    if study.parallel_runs == 1 or len(todo) <= 1:
+        for job in todo:
+            _train_and_score(study, world, job)
+            progress.update()
+        return
+    # Longest runs first (those measuring AAF precision), so no worker is left with one at the end.
+    todo = sorted(todo, key=lambda job: not _measures_precision(study, job))
+    threads = max(1, (os.cpu_count() or 1) // study.parallel_runs)
+    pool = ProcessPoolExecutor(study.parallel_runs, mp_context=get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    futures: dict[Future, Job] = {pool.submit(_train_and_score_logged, study, world, job): job for job in todo}
+    try:
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                future.result()
+            except Exception as err:
+                raise RuntimeError(f"study run {job.name} failed: {err} (its output: {_log_path(study, job)})") from err
+            progress.update()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _measures_precision(study: StudyConfig, job: Job) -> bool:
+    return job.phase == "final" and job.method.name in study.eval.precision_methods
+
+
+def _train_and_score(study: StudyConfig, world: World, job: Job) -> None:
+    """One run from the base, then its scores in ``study_scores.json`` (which marks it finished)."""
     from seppo_video.train import train
 
-    base_dir = out / "base_model"
-    identity = {"world": asdict(study.world), "steps": study.base_steps, "overrides": study.base_overrides}
-    if (base_dir / BASE_MARK).exists() and json.loads((base_dir / BASE_MARK).read_text()) == identity:
-        return base_dir
-    world, tiny = study.world, ensure_tiny("modelscope")
-    tiny_model = ModelConfig(kind="modelscope")
-    adapter = load_adapter(tiny_model, configure=False)
-    resolution = _resolution(adapter, world.latent_size)
-    items = _world_clips(train_prompts, _shape(world), world.clips_per_prompt, world.seed, world.base_bad_fraction)
-    cache = write_world_cache(out / "data" / "base_mixture", items, adapter, model_id_for(tiny_model), resolution)
-    run_dir = out / "base_run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    train(_training_config(study, [
-        f"output_dir={run_dir}", "seppo.method=sft", f"data.resolution={resolution}", f"data.latent_cache={cache}",
-        f"train.max_steps={study.base_steps}", f"train.checkpoint_every={study.base_steps}",
-        f"seed={world.seed}", *study.base_overrides,
-    ]))
-    with atomic_directory(base_dir) as tmp:
-        shutil.copytree(tiny, tmp, dirs_exist_ok=True)
-        shutil.rmtree(tmp / "unet")
-        shutil.copytree(run_dir / "export" / "unet", tmp / "unet")
-        (tmp / BASE_MARK).write_text(json.dumps(identity))
-    return base_dir
+    run_dir = _run_dir(study, job)
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run restarts from its beginning
+    final = job.phase == "final"
+    config = _training_config(study, world, [
+        f"output_dir={run_dir}", f"seed={job.seed}", f"train.max_steps={study.align_steps}",
+        f"train.checkpoint_every={study.eval_every if final else study.align_steps}",
+        f"train.checkpoints_keep={study.align_steps // study.eval_every}",
+        *job.method.overrides, *_as_overrides(dict(job.point)),
+    ])
+    train(config)
+    scores = (score_run(study, world, run_dir, config, _measures_precision(study, job)) if final
+              else _tuning_score(study, world, run_dir, config))
+    atomic_write_json(run_dir / "study_scores.json", scores)
 
 
-def _shape(world: WorldConfig) -> WorldShape:
-    return WorldShape(frames=world.frames, size=world.latent_size)
+def _tuning_score(study: StudyConfig, world: World, run_dir: Path, config: Config) -> dict[str, Any]:
+    evaluator = _evaluator(study, world, "validation", study.tuning.samples_per_prompt)
+    checkpoint = complete_checkpoints(run_dir)[-1]
+    evaluator.load(policy_weights(config, checkpoint, list(evaluator.base_state)))
+    return {"step": checkpoint_step(checkpoint), "validation": evaluator.rewards().tolist()}
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-class Evaluator:
-    """Scores weights on the held-out prompts with the world's reward (fixed sample seeds)."""
-
-    def __init__(self, model: ModelConfig, prompts: list[Prompt], settings: EvalConfig, world: WorldConfig):
-        self.adapter = load_adapter(model)
-        self.adapter.to(DEVICE)
-        self.adapter.unet.to(DEVICE)
-        self.base_state = {k: v.clone() for k, v in self.adapter.trainable_state().items()}
-        self.prompts, self.settings, self.world = prompts, settings, world
-        repeats = settings.samples_per_prompt
-        with torch.no_grad():
-            self.embeds = self.adapter.encode_prompt([p.text for p in prompts]).repeat_interleave(repeats, 0)
-            self.negative = self.adapter.encode_prompt([""])
-        self.seeds = [1000 * i + k for i in range(len(prompts)) for k in range(repeats)]
-
-    def load(self, tensors: dict[str, torch.Tensor] | None) -> None:
-        """Policy weights to score; ``None`` restores the base model."""
-        self.adapter.unet.load_state_dict(tensors if tensors is not None else self.base_state, strict=False)
-
-    def rewards(self) -> np.ndarray:
-        """Mean reward per held-out prompt over its sample seeds: ``[prompts]``."""
-        latents = sample_latents(
-            self.adapter, self.embeds, self.negative, seeds=self.seeds, num_frames=self.world.frames,
-            latent_size=(self.world.latent_size, self.world.latent_size),
-            num_inference_steps=self.settings.num_inference_steps, guidance_scale=self.settings.guidance_scale,
-        )
-        repeats = self.settings.samples_per_prompt
-        values = [reward(clip, self.prompts[i // repeats]) for i, clip in enumerate(latents)]
-        return np.asarray(values).reshape(len(self.prompts), repeats).mean(axis=1)
-
-
-def score_run(evaluator: Evaluator, run_dir: Path, config: Config, winners: dict[str, torch.Tensor] | None) -> dict:
-    """Rewards (and, with ``winners``, AAF precision over the pool) at every checkpoint of a run."""
-    record: dict[str, Any] = {"steps": [], "rewards": [], "precision": []}
-    for checkpoint in complete_checkpoints(run_dir):
+def score_run(study: StudyConfig, world: World, run_dir: Path, config: Config, measure: bool) -> dict[str, Any]:
+    """Validation rewards at every checkpoint, held-out rewards at the last, and with ``measure`` the
+    AAF sign precision of each checkpoint against its pool."""
+    validation = _evaluator(study, world, "validation", study.eval.samples_per_prompt)
+    record: dict[str, Any] = {"steps": [], "validation": [], "precision": []}
+    winners = _precision_winners(study, world, validation) if measure else None
+    checkpoints = complete_checkpoints(run_dir)
+    for checkpoint in checkpoints:
         step = checkpoint_step(checkpoint)
-        evaluator.load(read_trainable(checkpoint))
+        validation.load(policy_weights(config, checkpoint, list(validation.base_state)))
         record["steps"].append(step)
-        record["rewards"].append(evaluator.rewards().tolist())
+        record["validation"].append(validation.rewards().tolist())
         if winners is not None:
             pool = ReferencePool(config.seppo.pool_size)
             pool.load(checkpoint / "pool")
             record["precision"].append(pool_precision(
-                evaluator.adapter, pool, winners["latents"], winners["prompt_embeds"],
-                draws=evaluator.settings.precision_draws, policy_step=step,
+                validation.adapter, pool, winners["latents"], winners["prompt_embeds"],
+                draws=study.eval.precision_draws, policy_step=step,
             ))
+    held_out = _evaluator(study, world, "held_out", study.eval.samples_per_prompt)
+    held_out.load(policy_weights(config, checkpoints[-1], list(held_out.base_state)))
+    record["held_out"] = held_out.rewards().tolist()
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     record["flip_rate"] = [[m["step"], m["flip_rate"]] for m in metrics if "flip_rate" in m]
     # The step the collapse alarm fired at (docs/training_health.md), or None.
@@ -255,105 +330,16 @@ def score_run(evaluator: Evaluator, run_dir: Path, config: Config, winners: dict
     return record
 
 
-# ---------------------------------------------------------------- the study
-
-
-@dataclass
-class _Shared:
-    """What every (method, seed) run needs, built once by the parent process."""
-
-    study: StudyConfig
-    base_dir: Path
-    cache: Path
-    resolution: int
-    winners: dict[str, torch.Tensor]  # for the AAF sign precision
-
-
-def run_study(study: StudyConfig) -> dict[str, Any]:
-    """Train and score every (method, seed); returns the raw scores (see ``report``)."""
-    out = Path(study.output_dir)
-    world = study.world
-    train_prompts, held_out = split_prompts(world.held_out_prompts, world.seed)
-    base_dir = pretrain_base(study, out, train_prompts)
-    evaluator = _evaluator(study, base_dir)
-    resolution = _resolution(evaluator.adapter, world.latent_size)
-    # Winners for alignment: fresh good clips; their defective twins are the DPO baseline's losers.
-    items = _world_clips(train_prompts, _shape(world), world.clips_per_prompt, world.seed + 1, bad_fraction=0.0)
-    model_id = model_id_for(_base_model(base_dir))
-    cache = write_world_cache(out / "data" / "aligned", items, evaluator.adapter, model_id, resolution)
-    winners = _precision_winners(items[: study.eval.precision_winners], evaluator.adapter)
-    evaluator.load(None)
-    scores: dict[str, Any] = {"base": evaluator.rewards().tolist(), "held_out": [p.text for p in held_out], "runs": {}}
-    jobs = [(m, s) for m in study.methods for s in study.seeds]
-    todo = [(m, s) for m, s in jobs if not (_run_dir(study, m, s) / "study_scores.json").exists()]
-    _run_all(_Shared(study, base_dir, cache, resolution, winners), todo)
-    for method, seed in jobs:
-        done = _run_dir(study, method, seed) / "study_scores.json"
-        scores["runs"].setdefault(method.name, {})[str(seed)] = json.loads(done.read_text())
-    return scores
-
-
-def _run_all(shared: _Shared, todo: list[tuple[MethodVariant, int]]) -> None:
-    progress = tqdm(total=len(todo), desc="study runs", unit="run")
-    if shared.study.parallel_runs == 1 or len(todo) <= 1:
-        for method, seed in todo:
-            _train_and_score(shared, method, seed)
-            progress.update()
-        return
-    # Longest runs first (those measuring AAF precision), so no worker is left with one at the end.
-    todo = sorted(todo, key=lambda job: job[0].name not in shared.study.eval.precision_methods)
-    threads = max(1, (os.cpu_count() or 1) // shared.study.parallel_runs)
-    pool = ProcessPoolExecutor(shared.study.parallel_runs, mp_context=get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
-    futures: dict[Future, tuple[MethodVariant, int]] = {
-        pool.submit(_train_and_score_logged, shared, method, seed): (method, seed) for method, seed in todo
-    }
-    try:
-        for future in as_completed(futures):
-            method, seed = futures[future]
-            try:
-                future.result()
-            except Exception as err:
-                log = _log_path(shared.study, method, seed)
-                raise RuntimeError(f"study run {method.name} seed {seed} failed: {err} (its output: {log})") from err
-            progress.update()
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _run_dir(study: StudyConfig, method: MethodVariant, seed: int) -> Path:
-    return Path(study.output_dir) / "runs" / method.name / f"seed{seed}"
-
-
-def _train_and_score(shared: _Shared, method: MethodVariant, seed: int) -> None:
-    """One alignment run from the base, then its scores in ``study_scores.json`` (which marks it finished)."""
-    from seppo_video.train import train
-
-    study, run_dir = shared.study, _run_dir(shared.study, method, seed)
-    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run restarts from its beginning
-    config = _training_config(study, [
-        f"output_dir={run_dir}", f"seed={seed}", f"model.pretrained={shared.base_dir}",
-        f"data.resolution={shared.resolution}", f"data.latent_cache={shared.cache}",
-        f"train.max_steps={study.align_steps}", f"train.checkpoint_every={study.eval_every}",
-        f"train.checkpoints_keep={study.align_steps // study.eval_every}",
-        *study.align_overrides, *method.overrides,
-    ])
-    train(config)
-    measured = shared.winners if method.name in study.eval.precision_methods else None
-    atomic_write_json(run_dir / "study_scores.json", score_run(_evaluator(study, shared.base_dir), run_dir, config,
-                                                                 measured))
-
-
-def _train_and_score_logged(shared: _Shared, method: MethodVariant, seed: int) -> None:
+def _train_and_score_logged(study: StudyConfig, world: World, job: Job) -> None:
     """``_train_and_score`` in a worker process, its progress bars and warnings going to the run's log."""
-    log = _log_path(shared.study, method, seed)
+    log = _log_path(study, job)
     log.parent.mkdir(parents=True, exist_ok=True)
     with _output_to(log):
-        _train_and_score(shared, method, seed)
+        _train_and_score(study, world, job)
 
 
-def _log_path(study: StudyConfig, method: MethodVariant, seed: int) -> Path:
-    run_dir = _run_dir(study, method, seed)
+def _log_path(study: StudyConfig, job: Job) -> Path:
+    run_dir = _run_dir(study, job)
     return run_dir.parent / f"{run_dir.name}.log"
 
 
@@ -381,22 +367,28 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-_EVALUATORS: dict[tuple[Path, str, str], Evaluator] = {}  # per process: loading the model is the slow part
+# ---------------------------------------------------------------- evaluators
+
+_EVALUATORS: dict[tuple[str, str, int, str], WorldEvaluator] = {}  # per process: loading the model is the slow part
 
 
-def _evaluator(study: StudyConfig, base_dir: Path) -> Evaluator:
-    key = (base_dir, repr(study.eval), repr(study.world))
+def _evaluator(study: StudyConfig, world: World, split: str, samples: int) -> WorldEvaluator:
+    """The evaluator of one prompt split (``validation`` or ``held_out``), ``samples`` per prompt, base weights loaded."""
+    key = (study.base, split, samples, repr(study.eval))
     if key not in _EVALUATORS:
-        _, held_out = split_prompts(study.world.held_out_prompts, study.world.seed)
-        _EVALUATORS[key] = Evaluator(_base_model(base_dir), held_out, study.eval, study.world)
-    return _EVALUATORS[key]
+        prompts = getattr(world.split, split)
+        sampling = WorldSampling(samples, study.eval.num_inference_steps, study.eval.guidance_scale)
+        _EVALUATORS[key] = WorldEvaluator(world.base, prompts, sampling, world.frames, world.size)
+    evaluator = _EVALUATORS[key]
+    evaluator.load(None)
+    return evaluator
 
 
-def _base_model(base_dir: Path) -> ModelConfig:
-    return ModelConfig(kind="modelscope", pretrained=str(base_dir), trainable="full")
-
-
-def _precision_winners(items, adapter: VideoDiffusionAdapter) -> dict[str, torch.Tensor]:
+def _precision_winners(study: StudyConfig, world: World, evaluator: WorldEvaluator) -> dict[str, torch.Tensor]:
+    """The first winners of the training data, for the AAF sign precision."""
+    config = _training_config(study, world, [])
+    dataset = world_dataset(config.data, config.model, pairs=False)
+    items = [dataset[i] for i in range(study.eval.precision_winners)]
     with torch.no_grad():
-        embeds = adapter.encode_prompt([prompt.text for prompt, _, _ in items])
-    return {"latents": torch.stack([winner for _, winner, _ in items]).to(DEVICE), "prompt_embeds": embeds}
+        embeds = evaluator.adapter.encode_prompt([item["prompt"] for item in items])
+    return {"latents": torch.stack([item["latents"] for item in items]).to(DEVICE), "prompt_embeds": embeds}

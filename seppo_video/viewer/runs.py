@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seppo_video.export import EXPORT_INFO
+from seppo_video.sample import BASE_SAMPLES
 
 # The loss, the flipper, and the training-health figures (docs/training_health.md): the winner and
 # second-sample terms apart, the saturated share, the inside term's size and spread, the winners' error.
@@ -83,12 +84,26 @@ class Run:
 
 
 def read_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """Read every folder; raise ``RunFolderError`` naming all paths that are not folders."""
+    """Read every folder; raise ``RunFolderError`` naming all paths that are not folders.
+
+    A run whose folder also holds the base model's samples (``base_samples/``, written by a run on
+    the synthetic world) becomes two columns, ``<name>: before`` (the base) and ``<name>: after``.
+    """
     folders = [Path(p).expanduser().resolve() for p in paths]
     missing = [str(p) for p, folder in zip(paths, folders, strict=True) if not folder.is_dir()]
     if missing:
         raise RunFolderError("not a folder: " + ", ".join(missing))
-    return [read_run(folder, name) for folder, name in zip(folders, unique_names(folders), strict=True)]
+    runs = []
+    for folder, name in zip(folders, unique_names(folders), strict=True):
+        run = read_run(folder, name)
+        before = folder / BASE_SAMPLES / "index.json"
+        if before.is_file():
+            base = Run(name=f"{name}: before", path=folder)
+            base.samples = base.note(before, *read_samples(before))
+            run.name = f"{name}: after"
+            runs.append(base)
+        runs.append(run)
+    return runs
 
 
 def unique_names(folders: Sequence[Path]) -> list[str]:

@@ -1,4 +1,4 @@
-"""A time-lapse world whose quality can be measured without a learned reward.
+"""A time-lapse world whose quality can be measured without a learned reward (``data.kind: world``).
 
 A clip is a latent tensor ``[C, F, H, W]``: one coloured disc (a channel) at
 a named position whose radius grows or shrinks linearly over the frames.
@@ -10,7 +10,11 @@ The reward scores a clip against its prompt from that definition alone:
 the disc's area per frame (on the prompted channel) must move in the
 prompted direction, by the full amount, monotonically and smoothly, on the
 prompted channel, at the prompted position. Each term is in [0, 1] and the
-reward is their mean, so a perfect clip scores about 1.
+reward is their mean, so a perfect clip scores about 1; a clip is *good* at
+``GOOD_REWARD`` or more (every good clip the world draws is, and almost no defective one).
+
+The world lives in latent space (no VAE): ``WorldDataset`` serves its clips as latents, and
+``to_rgb`` paints them (one colour per channel) for videos a person can look at.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset
+
+from seppo_video.config import ConfigError, WorldDataConfig
 
 COLOURS = ("red", "green", "blue", "yellow")  # one latent channel each
 POSITIONS = {"left": (0.5, 0.3), "right": (0.5, 0.7), "top": (0.3, 0.5), "bottom": (0.7, 0.5), "centre": (0.5, 0.5)}
@@ -27,6 +35,10 @@ DIRECTIONS = ("growing", "shrinking")
 DEFECTS = ("flicker", "jump", "stall", "backwards", "wrong_colour")
 AMPLITUDE = 3.0  # disc intensity in latent units: the clips then have roughly unit spread
 REWARD_TERMS = ("progress", "monotonic", "smooth", "colour", "position")
+GOOD_REWARD = 0.8  # good clips score 0.89-0.98, defective ones 0.36-0.77 (tests/test_world.py)
+# The prompts' words, whole tokens of the world model's tokenizer (as common words are in CLIP's).
+WORDS = (*COLOURS, *DIRECTIONS, *POSITIONS, "a", "disc", "time", "lapse")
+RGB = {"red": (1.0, 0.15, 0.1), "green": (0.1, 0.85, 0.2), "blue": (0.15, 0.35, 1.0), "yellow": (1.0, 0.9, 0.1)}
 
 
 @dataclass(frozen=True)
@@ -53,17 +65,26 @@ def all_prompts() -> list[Prompt]:
     return [Prompt(c, p, d) for c, p, d in itertools.product(COLOURS, POSITIONS, DIRECTIONS)]
 
 
-def split_prompts(num_held_out: int, seed: int) -> tuple[list[Prompt], list[Prompt]]:
-    """(train, held-out): a seeded random split; every attribute value stays in training."""
+@dataclass(frozen=True)
+class PromptSplit:
+    train: list[Prompt]
+    validation: list[Prompt]  # for choosing hyperparameters
+    held_out: list[Prompt]  # scored once, at the end
+
+
+def split_prompts(validation: int, held_out: int, seed: int) -> PromptSplit:
+    """A seeded random split of the prompts; every attribute value stays in training."""
     prompts = all_prompts()
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed)).tolist()
-    held = [prompts[i] for i in order[:num_held_out]]
-    train = [prompts[i] for i in order[num_held_out:]]
+    held = [prompts[i] for i in order[:held_out]]
+    valid = [prompts[i] for i in order[held_out:held_out + validation]]
+    train = [prompts[i] for i in order[held_out + validation:]]
     for values, attr in ((COLOURS, "colour"), (POSITIONS, "position"), (DIRECTIONS, "direction")):
         missing = set(values) - {getattr(p, attr) for p in train}
         if missing:
-            raise ValueError(f"held-out split leaves no training prompt with {attr} {sorted(missing)}; hold out fewer")
-    return train, held
+            raise ValueError(f"the split leaves no training prompt with {attr} {sorted(missing)}; "
+                             "hold out fewer prompts")
+    return PromptSplit(train, valid, held)
 
 
 @dataclass(frozen=True)
@@ -156,3 +177,68 @@ def reward_terms(clip: torch.Tensor, prompt: Prompt) -> dict[str, float]:
 def reward(clip: torch.Tensor, prompt: Prompt) -> float:
     terms = reward_terms(clip, prompt)
     return sum(terms.values()) / len(terms)
+
+
+def is_good(clip: torch.Tensor, prompt: Prompt) -> bool:
+    return reward(clip, prompt) >= GOOD_REWARD
+
+
+# ---------------------------------------------------------------- data
+
+
+def world_items(prompts: list[Prompt], shape: WorldShape, per_prompt: int, seed: int,
+                bad_fraction: float) -> list[tuple[Prompt, torch.Tensor, torch.Tensor]]:
+    """Per item: (prompt, shown clip, defective twin). The shown clip is the defective twin with
+    probability ``bad_fraction`` (pretraining mixtures), else a good clip; defects take turns."""
+    generator = torch.Generator().manual_seed(seed)
+    items = []
+    for index in range(len(prompts) * per_prompt):
+        prompt = prompts[index % len(prompts)]
+        defect = DEFECTS[index % len(DEFECTS)]
+        good, bad = good_clip(shape, prompt, generator), bad_clip(shape, prompt, defect, generator)
+        shown = bad if torch.rand((), generator=generator).item() < bad_fraction else good
+        items.append((prompt, shown, bad))
+    return items
+
+
+class WorldDataset(Dataset):
+    """The world's training prompts as latent items: ``latents`` (the winner), ``prompt``, and with
+    ``pairs`` ``loser_latents`` (its defective twin, for the Diffusion-DPO baseline)."""
+
+    def __init__(self, config: WorldDataConfig, shape: WorldShape, pairs: bool):
+        if pairs and config.bad_fraction > 0:
+            raise ConfigError("data.world.bad_fraction: pairs (seppo.method='dpo') need good winners; set it to 0")
+        prompts = split_prompts(config.validation_prompts, config.held_out_prompts, config.split_seed).train
+        self.items = world_items(prompts, shape, config.clips_per_prompt, config.clip_seed, config.bad_fraction)
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        prompt, shown, bad = self.items[index]
+        item = {"id": f"world{index:05d}", "prompt": prompt.text, "latents": shown}
+        if self.pairs:
+            item["loser_latents"] = bad
+        return item
+
+
+def prompt_of(text: str) -> Prompt:
+    """The world prompt whose text is ``text``."""
+    for prompt in all_prompts():
+        if prompt.text == text:
+            return prompt
+    raise ValueError(f"{text!r} is not a prompt of the world (e.g. {all_prompts()[0].text!r})")
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def to_rgb(clip: torch.Tensor, scale: int = 8) -> np.ndarray:
+    """A clip painted for people: ``uint8 [F, H * scale, W * scale, 3]``, each channel's disc in its
+    colour (intensity = the latent over ``AMPLITUDE``, clipped to [0, 1]) on black."""
+    weights = clip[: len(COLOURS)].clamp(0, AMPLITUDE).float() / AMPLITUDE  # [C, F, H, W]
+    colours = torch.tensor([RGB[c] for c in COLOURS])  # [C, 3]
+    frames = torch.einsum("cfhw,ck->fhwk", weights, colours).clamp(0, 1)
+    frames = frames.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    return (frames * 255).round().to(torch.uint8).numpy()

@@ -1,0 +1,100 @@
+"""The world's base model: a competent, imperfect starting point for alignment.
+
+``seppo-video make-world-base --config configs/world_base.yaml`` builds it: a random-init tiny
+ModelScope pipeline whose CLIP tokenizer has the world's words as whole tokens
+(``make_tiny(words=WORDS)``), pretrained with ``seppo-video train``'s own loop (SFT) on a mixture
+of good and defective clips of the world's training prompts, so that its samples are a bimodal
+mix of good clips and clips with a defect. The result is a standard diffusers pipeline folder
+(the trained UNet stored in float16 to keep the shipped copy small; diffusers loads it as
+float32) with ``world_base.json``: the recipe, the torch version and thread count it was built
+with, and the UNet's sha256. The repository ships one in ``seppo_video/models/world_base``
+(``model.pretrained: world``); the same command with the same torch version and thread count
+rebuilds it bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from seppo_video.atomic import atomic_directory, file_sha256
+from seppo_video.config import ConfigError, load_config
+from seppo_video.data.world import WORDS
+from seppo_video.models.tiny import WORLD_BASE_DIR, make_tiny
+from seppo_video.train import train
+
+WORLD_BASE_INFO = "world_base.json"
+UNET_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
+
+
+def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int = 2,
+                     overrides: Sequence[str] = (), work: Path | None = None) -> Path:
+    """Pretrain the world's base model with the training config ``config_path`` (and ``key=value``
+    ``overrides``) and write it to ``out``.
+
+    ``model.pretrained`` and ``output_dir`` are set here (a fresh random init and a scratch folder);
+    everything else is the config's. ``threads`` fixes torch's CPU threads, since float reductions,
+    and so the weights, depend on it.
+    """
+    recipe = yaml.safe_load(Path(config_path).read_text())
+    config = load_config(config_path, overrides)
+    if config.model.kind != "modelscope" or config.data.kind != "world" or config.seppo.method != "sft":
+        raise ConfigError(f"{config_path}: the world base is SFT of a modelscope model on data.kind='world'")
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="world-base-", dir=work) as scratch:
+        init = make_tiny("modelscope", Path(scratch) / "init", seed=config.seed, words=WORDS)
+        run_dir = Path(scratch) / "run"
+        started = time.perf_counter()
+        train(load_config(config_path, [*overrides, f"model.pretrained={init}", f"output_dir={run_dir}"]))
+        minutes = (time.perf_counter() - started) / 60
+        with atomic_directory(out) as tmp:
+            shutil.copytree(init, tmp, dirs_exist_ok=True)
+            (tmp / "seppo_tiny.json").unlink()  # world_base.json says what this folder is
+            for part in ("unet", "scheduler"):  # the trained UNet, and the schedule it was trained with
+                shutil.rmtree(tmp / part)
+                shutil.copytree(run_dir / "export" / part, tmp / part)
+            _store_half(tmp / "unet")
+            info = _info(recipe, list(overrides), threads, minutes, tmp)
+            (tmp / WORLD_BASE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+def _store_half(folder: Path) -> None:
+    """Rewrite the UNet's weights file in float16 (half the size; diffusers loads it as float32)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / UNET_WEIGHTS.name
+    save_file({name: tensor.half() for name, tensor in load_file(path).items()}, path, metadata={"format": "pt"})
+
+
+def _info(recipe: dict[str, Any], overrides: list[str], threads: int, minutes: float, folder: Path) -> dict[str, Any]:
+    return {
+        "command": shlex.join(["seppo-video", "make-world-base", "--config", "configs/world_base.yaml",
+                               "--threads", str(threads), *overrides]),
+        "config": recipe,
+        "overrides": overrides,
+        "torch": torch.__version__,
+        "threads": threads,
+        "machine": platform.machine(),
+        "train_minutes": round(minutes, 1),
+        "unet_sha256": file_sha256(folder / UNET_WEIGHTS),
+    }
+
+
+def world_base_info(folder: Path = WORLD_BASE_DIR) -> dict[str, Any]:
+    """The recipe a world base folder was built with (its ``world_base.json``)."""
+    path = Path(folder) / WORLD_BASE_INFO
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a world base (no {WORLD_BASE_INFO}); build one with "
+                                "`seppo-video make-world-base --config configs/world_base.yaml`")
+    return json.loads(path.read_text())
