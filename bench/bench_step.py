@@ -62,7 +62,7 @@ class Stepper:
             x_ref = train.second_samples(run, batch, batch["prompt_embeds"], reference, self.state, batch["latents"])
         self.x_ref = x_ref
         generator = torch.Generator().manual_seed(0)
-        self.pairs = noise_pairs(run.noise_scheduler, batch["latents"], self.x_ref, generator)
+        self.pairs = noise_pairs(run.noise, batch["latents"], self.x_ref, generator)
         self.noisy, self.t2, self.target2 = self.pairs.noisy, self.pairs.timesteps, self.pairs.target
         self.embeds2 = torch.cat([batch["prompt_embeds"], batch["prompt_embeds"]])
         # The floor's own reference, swapped in once: swapping per step is overhead, not floor.

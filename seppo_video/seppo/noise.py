@@ -1,25 +1,36 @@
 """Forward-process noise and training targets: one ``(t, eps)`` per pair, shared by its two samples.
 
-Two forward processes, chosen from the backbone's scheduler config (``noise_process``):
+A forward process is one object (``NoiseProcess``) chosen from the backbone's scheduler config
+(``noise_process``); the losses, the AAF diagnostics and the reference sampler only call its
+methods, so a new process is a new class here, not a new branch in each of them:
 
-- DDPM (the UNet backbones): ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` at an integer
-  ``t ~ U{0..T-1}``; the target is read from the scheduler's ``prediction_type``: the noise ``eps``,
-  the velocity ``v = sqrt(abar_t) * eps - sqrt(1 - abar_t) * x0``, or ``x0`` itself.
-- Rectified flow (Wan, ``FlowMatchingNoise``): ``x_t = (1 - s) x0 + s eps`` with ``s`` one of the
+- ``draw_timesteps`` the training timesteps, ``add_noise`` ``q(x0, t, eps)``, ``target`` what the
+  network regresses on, for the losses;
+- ``sampler`` and ``step_options`` the scheduler that runs the reverse process, for the
+  reference samples.
+
+The processes:
+
+- DDPM (``DDPMNoise``, the UNet backbones): ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` at
+  an integer ``t ~ U{0..T-1}``; the target is read from the scheduler's ``prediction_type``: the
+  noise ``eps``, the velocity ``v = sqrt(abar_t) * eps - sqrt(1 - abar_t) * x0``, or ``x0`` itself.
+  Reference samples use DDIM.
+- Rectified flow (``FlowMatchingNoise``, Wan): ``x_t = (1 - s) x0 + s eps`` with ``s`` one of the
   scheduler's shifted training sigmas; the network sees the timestep ``t = s * T`` (as diffusers'
-  Wan pipeline passes it) and the target is the velocity ``eps - x0``.
+  Wan pipeline passes it) and the target is the velocity ``eps - x0``. Reference samples use
+  flow-matching Euler.
 
 Every loss (SePPO, Diffusion-DPO, SFT) and the AAF anchor compare the model's output with
-``NoisedBatch.target``, so they run on either process unchanged.
+``NoisedBatch.target``, so they run on any process unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from seppo_video.config import PREDICTION_TYPES, NoiseSchedulerConfig, is_flow_matching
@@ -32,6 +43,53 @@ class NoisedBatch:
     noisy: torch.Tensor
     timesteps: torch.Tensor
     target: torch.Tensor
+
+
+class DDPMNoise:
+    """The DDPM forward process of a scheduler config, and DDIM as its reverse process.
+
+    ``schedule`` is the backbone's scheduler config as a dict (``adapter.scheduler_config``): the
+    sampler is built from it, not from the DDPM scheduler's config, which drops DDIM's keys
+    (``set_alpha_to_one``, ``steps_offset``).
+    """
+
+    scheduler_class: ClassVar[type] = DDPMScheduler  # owns alphas_cumprod: add_noise, get_velocity
+    sampler_class: ClassVar[type] = DDIMScheduler
+
+    def __init__(self, schedule: dict[str, Any]):
+        self.schedule = dict(schedule)
+        self.scheduler = self.scheduler_class.from_config(schedule)
+
+    @property
+    def config(self):
+        return self.scheduler.config
+
+    def draw_timesteps(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, self.config.num_train_timesteps, (batch,), generator=generator)
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.add_noise(x0, eps, t)
+
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The scheduler's own regression target for ``q(x0, t, eps)``: eps, v or x0."""
+        kind = self.config.prediction_type
+        if kind == "epsilon":
+            return eps
+        if kind == "v_prediction":
+            return self.scheduler.get_velocity(x0, eps, t)
+        if kind == "sample":
+            return x0
+        raise ValueError(f"prediction_type {kind!r} is not supported (allowed: {', '.join(PREDICTION_TYPES)})")
+
+    def sampler(self, num_inference_steps: int, device: torch.device | str | None = None):
+        """The reverse process's scheduler on this schedule, its timesteps set."""
+        scheduler = self.sampler_class.from_config(self.schedule)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        return scheduler
+
+    def step_options(self, eta: float, generators: list[torch.Generator]) -> dict[str, Any]:
+        """Keyword arguments of the sampler's ``step``: DDIM with ``eta > 0`` draws per-sample noise."""
+        return {"eta": eta, "generator": generators}
 
 
 @dataclass(frozen=True)
@@ -69,8 +127,27 @@ class FlowMatchingNoise:
         """``s = t / T``: the inverse of the pipeline's ``t = s * T``."""
         return timesteps.float() / self.config.num_train_timesteps
 
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        s = self.sigmas_of(t).view(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+        return (1 - s) * x0 + s * eps
 
-NoiseProcess = DDPMScheduler | FlowMatchingNoise
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return eps - x0
+
+    def sampler(self, num_inference_steps: int, device: torch.device | str | None = None):
+        """Flow-matching Euler with the training shift; step ``i`` reads sigma ``i`` (as WanPipeline)."""
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        scheduler.set_begin_index(0)  # no timestep look-up
+        return scheduler
+
+    def step_options(self, eta: float, generators: list[torch.Generator]) -> dict[str, Any]:
+        if eta:
+            raise ValueError(f"eta={eta}: flow-matching Euler sampling is deterministic (use eta 0)")
+        return {}
+
+
+NoiseProcess = DDPMNoise | FlowMatchingNoise
 
 
 def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConfig | None = None) -> NoiseProcess:
@@ -80,7 +157,7 @@ def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConf
     DDPM settings are already part of ``scheduler_config``.
     """
     if not is_flow_matching(scheduler_config):
-        return DDPMScheduler.from_config(scheduler_config)
+        return DDPMNoise(scheduler_config)
     settings = settings or NoiseSchedulerConfig()
     return FlowMatchingNoise(
         FlowMatchEulerDiscreteScheduler.from_config(scheduler_config),
@@ -90,53 +167,30 @@ def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConf
     )
 
 
-def draw_pair_noise(noise_scheduler: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator):
+def draw_pair_noise(process: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator):
     """One timestep and one noise tensor per pair (shared by the pair's two samples)."""
-    batch = x_w.shape[0]
-    if isinstance(noise_scheduler, FlowMatchingNoise):
-        t = noise_scheduler.draw_timesteps(batch, generator).to(x_w.device)
-    else:
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator).to(x_w.device)
+    t = process.draw_timesteps(x_w.shape[0], generator).to(x_w.device)
     eps = torch.randn(x_w.shape, generator=generator).to(x_w.device, x_w.dtype)
     return t, eps
 
 
-def training_target(noise_scheduler: NoiseProcess, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The scheduler's own regression target for ``q(x0, t, eps)``."""
-    if isinstance(noise_scheduler, FlowMatchingNoise):
-        return eps - x0
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        return eps
-    if kind == "v_prediction":
-        return noise_scheduler.get_velocity(x0, eps, t)
-    if kind == "sample":
-        return x0
-    raise ValueError(f"prediction_type {kind!r} is not supported (allowed: {', '.join(PREDICTION_TYPES)})")
-
-
-def noise_batch(noise_scheduler: NoiseProcess, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> NoisedBatch:
+def noise_batch(process: NoiseProcess, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> NoisedBatch:
     """``q(x0, t, eps)`` and its target."""
-    if isinstance(noise_scheduler, FlowMatchingNoise):
-        s = noise_scheduler.sigmas_of(t).view(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
-        noisy = (1 - s) * x0 + s * eps
-    else:
-        noisy = noise_scheduler.add_noise(x0, eps, t)
-    return NoisedBatch(noisy, t, training_target(noise_scheduler, x0, eps, t))
+    return NoisedBatch(process.add_noise(x0, eps, t), t, process.target(x0, eps, t))
 
 
-def noise_winners(noise_scheduler: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator) -> NoisedBatch:
+def noise_winners(process: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator) -> NoisedBatch:
     """One fresh ``(t, eps)`` per sample (SFT, and the AAF diagnostics)."""
-    t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
-    return noise_batch(noise_scheduler, x_w, t, eps)
+    t, eps = draw_pair_noise(process, x_w, generator)
+    return noise_batch(process, x_w, t, eps)
 
 
-def noise_pairs(noise_scheduler: NoiseProcess, x_w: torch.Tensor, x_other: torch.Tensor,
+def noise_pairs(process: NoiseProcess, x_w: torch.Tensor, x_other: torch.Tensor,
                 generator: torch.Generator) -> NoisedBatch:
     """``q(x, t, eps)`` for winners and second samples stacked ``[x_w; x_other]``.
 
     Both members of pair ``i`` get the same ``t_i`` and ``eps_i``: otherwise
     ``d_w - d_ref`` would mostly measure the difference between two noise draws.
     """
-    t, eps = draw_pair_noise(noise_scheduler, x_w, generator)
-    return noise_batch(noise_scheduler, torch.cat([x_w, x_other]), torch.cat([t, t]), torch.cat([eps, eps]))
+    t, eps = draw_pair_noise(process, x_w, generator)
+    return noise_batch(process, torch.cat([x_w, x_other]), torch.cat([t, t]), torch.cat([eps, eps]))
