@@ -15,6 +15,10 @@ The processes:
   an integer ``t ~ U{0..T-1}``; the target is read from the scheduler's ``prediction_type``: the
   noise ``eps``, the velocity ``v = sqrt(abar_t) * eps - sqrt(1 - abar_t) * x0``, or ``x0`` itself.
   Reference samples use DDIM.
+- CogVideoX's DDPM (``CogVideoXNoise``): the same process on CogVideoX's own ``alphas_cumprod``
+  (scaled-linear betas, SNR shift by ``snr_shift_scale``, then the zero-terminal-SNR rescale, as
+  ``CogVideoXDDIMScheduler`` computes them), v-prediction; reference samples use
+  ``CogVideoXDDIMScheduler``, the deterministic sampler ``CogVideoXPipeline`` ships with.
 - Rectified flow (``FlowMatchingNoise``, Wan): ``x_t = (1 - s) x0 + s eps`` with ``s`` one of the
   scheduler's shifted training sigmas; the network sees the timestep ``t = s * T`` (as diffusers'
   Wan pipeline passes it) and the target is the velocity ``eps - x0``. Reference samples use
@@ -30,10 +34,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import CogVideoXDDIMScheduler, DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling
 
-from seppo_video.config import PREDICTION_TYPES, NoiseSchedulerConfig, is_flow_matching
+from seppo_video.config import PREDICTION_TYPES, NoiseSchedulerConfig, noise_family
 
 
 @dataclass
@@ -92,6 +96,26 @@ class DDPMNoise:
         return {"eta": eta, "generator": generators}
 
 
+class CogVideoXNoise(DDPMNoise):
+    """CogVideoX's forward process: ``add_noise`` and ``get_velocity`` of ``CogVideoXDDIMScheduler``
+    read its SNR-shifted, zero-terminal-SNR ``alphas_cumprod`` (DDPMScheduler would build plain
+    ones from the same betas). ``CogVideoXDPMScheduler`` computes the same table, so either folder
+    trains and samples alike.
+
+    The v-prediction error is CogVideoX's own training loss: diffusers' CogVideoX LoRA script
+    (examples/cogvideo/train_cogvideox_lora.py) turns the output into ``x0`` and weights its squared
+    error by ``1 / (1 - abar_t)``, which is ``(v_pred - v)^2`` exactly.
+    """
+
+    scheduler_class = CogVideoXDDIMScheduler
+    sampler_class = CogVideoXDDIMScheduler
+
+    def step_options(self, eta: float, generators: list[torch.Generator]) -> dict[str, Any]:
+        if eta:  # its step accepts eta and ignores it: refuse rather than sample something else
+            raise ValueError(f"eta={eta}: CogVideoXDDIMScheduler samples deterministically (use eta 0)")
+        return {}
+
+
 @dataclass(frozen=True)
 class FlowMatchingNoise:
     """The rectified-flow forward process of a ``FlowMatchEulerDiscreteScheduler`` config.
@@ -147,7 +171,8 @@ class FlowMatchingNoise:
         return {}
 
 
-NoiseProcess = DDPMNoise | FlowMatchingNoise
+NoiseProcess = DDPMNoise | CogVideoXNoise | FlowMatchingNoise
+_DDPM_PROCESSES: dict[str, type[DDPMNoise]] = {"ddpm": DDPMNoise, "cogvideox": CogVideoXNoise}
 
 
 def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConfig | None = None) -> NoiseProcess:
@@ -156,8 +181,9 @@ def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConf
     ``settings`` (``model.noise_scheduler``) gives the flow-matching timestep density; the
     DDPM settings are already part of ``scheduler_config``.
     """
-    if not is_flow_matching(scheduler_config):
-        return DDPMNoise(scheduler_config)
+    family = noise_family(scheduler_config)
+    if family in _DDPM_PROCESSES:
+        return _DDPM_PROCESSES[family](scheduler_config)
     settings = settings or NoiseSchedulerConfig()
     return FlowMatchingNoise(
         FlowMatchEulerDiscreteScheduler.from_config(scheduler_config),

@@ -1,8 +1,9 @@
 """Reference samples ``x_ref`` in latent space, with batched classifier-free guidance.
 
 The sampler is the reverse process of the backbone's forward process (``noise.NoiseProcess.sampler``):
-DDIM for the DDPM-trained UNets, flow-matching Euler (``FlowMatchEulerDiscreteScheduler``, the
-scheduler in the config, shift included) for Wan.
+DDIM for the DDPM-trained UNets, ``CogVideoXDDIMScheduler`` for CogVideoX, flow-matching Euler
+(``FlowMatchEulerDiscreteScheduler``, the scheduler in the config, shift included) for Wan. The
+starting noise is drawn in the layout the backbone's pipeline draws it (``adapter.initial_noise``).
 
 The sample never leaves latent space (no VAE decode / encode round trip).
 Each sample has its own generator, so its latents depend on its seed alone,
@@ -17,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from seppo_video.seppo.noise import noise_process
@@ -33,6 +33,9 @@ class LatentDenoiser(Protocol):
 
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor,
                 unet: Callable[..., Any] | None = None) -> torch.Tensor: ...
+
+    def initial_noise(self, shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor: ...
 
 
 @torch.no_grad()
@@ -55,7 +58,8 @@ def sample_latents(
     ``unet`` is the model to sample with (a reference's swapped module),
     the adapter's policy UNet by default; either runs in eval mode (no dropout).
     The scheduler's ``prediction_type`` (eps or v) is what DDIM reads the output as; a flow-matching
-    config samples with Euler steps on the predicted velocity (``eta`` must then be 0).
+    config samples with Euler steps on the predicted velocity (``eta`` must then be 0, as for
+    CogVideoX's deterministic DDIM).
     """
     batch = prompt_embeds.shape[0]
     if len(seeds) != batch:
@@ -66,7 +70,7 @@ def sample_latents(
     generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
     step_options = process.step_options(eta, generators)
     shape = (batch, adapter.latent_channels, num_frames, *latent_size)
-    latents = randn_tensor(shape, generator=generators, device=device, dtype=prompt_embeds.dtype)
+    latents = adapter.initial_noise(shape, generators, device, prompt_embeds.dtype)
     # DDIM's initial noise scale (1); flow-matching Euler starts from unscaled noise at sigma 1.
     latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
     embeds = torch.cat([negative_embeds.expand(batch, -1, -1), prompt_embeds])
