@@ -1,0 +1,353 @@
+"""The CogVideoX backbone: v-prediction SePPO by hand on CogVideoX's own schedule, reference sampling
+against CogVideoXPipeline, exports loaded by CogVideoXPipeline itself, resumption, the latent cache, and
+the frame / resolution / folder checks.
+
+The by-hand loss is independent of the trainer's code: alphas_cumprod are rebuilt here from the
+formula (scaled-linear betas, the SNR shift ``abar / (k + (1 - k) abar)``, then the zero-terminal-SNR
+rescale of sqrt(abar)), the reference is a deep copy of the policy with the snapshot loaded, its
+sample comes from a DDIM + CFG loop written here (trailing timesteps, v-prediction), q(x, t, eps) and
+the v target are spelled out, and the transformer is called directly in its frames-first layout.
+Only the random draws are shared: t, eps and the per-sample seeds come from the trainer's keyed
+generators.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import seppo_video.train as recipe
+from seppo_video.checkpoint import TrainerState
+from seppo_video.config import ConfigError, load_config
+from seppo_video.data import collate
+from seppo_video.models.adapters import check_model_fits, load_adapter
+from seppo_video.models.tiny import ensure_tiny
+from seppo_video.seppo.sampler import sample_latents
+
+COG = ["model.kind=cogvideox", "model.trainable=lora", "data.num_frames=9", "data.resolution=32",
+       "data.batch_size=2", "train.log_with=none", "train.policy_dropout=false"]
+STEPS, GUIDANCE, BETA_T, T = 4, 6.0, 2.5 * 1000, 1000
+
+
+def _alphas_cumprod(snr_shift: float = 3.0) -> torch.Tensor:
+    """CogVideoX-2b's schedule from its formula, in float64."""
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, T, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - betas, dim=0)
+    abar = abar / (snr_shift + (1 - snr_shift) * abar)  # the SNR divided by snr_shift
+    root = abar.sqrt()
+    root = (root - root[-1]) * root[0] / (root[0] - root[-1])  # zero terminal SNR, first value kept
+    return root**2
+
+
+def _v(transformer, x, t, embeds):
+    """The transformer on [B, C, F, H, W] latents (it takes them frames first)."""
+    return transformer(hidden_states=x.transpose(1, 2), encoder_hidden_states=embeds, timestep=t).sample.transpose(1, 2)
+
+
+def _ddim_cfg_sample(transformer, abar, embeds, negative, seeds, shape) -> torch.Tensor:
+    """CogVideoXDDIMScheduler with trailing spacing, written out: t_i = round(T - i T / n) - 1, the
+    previous level t - T // n (abar = 1 past the end), x0 = sqrt(abar) x - sqrt(1 - abar) v, and
+    x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) (x - sqrt(abar) x0) / sqrt(1 - abar)."""
+    channels, frames, height, width = shape
+    # CogVideoXPipeline draws each sample's noise frames first
+    x = torch.stack([torch.randn((frames, channels, height, width), generator=torch.Generator().manual_seed(s))
+                     for s in seeds]).transpose(1, 2).double()
+    for i in range(STEPS):
+        t = round(T - i * T / STEPS) - 1
+        prev = t - T // STEPS
+        a, a_prev = abar[t], (abar[prev] if prev >= 0 else torch.tensor(1.0, dtype=torch.float64))
+        steps = torch.full((len(seeds),), t, dtype=torch.long)
+        with torch.no_grad():
+            uncond = _v(transformer, x.float(), steps, negative.expand_as(embeds)).double()
+            cond = _v(transformer, x.float(), steps, embeds).double()
+        v = uncond + GUIDANCE * (cond - uncond)
+        x0 = a.sqrt() * x - (1 - a).sqrt() * v
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * (x - a.sqrt() * x0) / (1 - a).sqrt()
+    return x.float()
+
+
+def _perturb(adapter, scale: float, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, param in adapter.named_trainable_parameters():
+            param.add_(scale * torch.randn(param.shape, generator=generator))
+
+
+def test_the_schedule_is_cogvideox_s_not_plain_ddpm():
+    """The trainer's q(x, t, eps) and v target invert with the alphas rebuilt here, which are far from
+    the plain scaled-linear DDPM alphas of the same betas."""
+    from seppo_video.seppo.noise import noise_pairs, noise_process
+
+    adapter_schedule = load_adapter(load_config(None, COG).model, configure=False).scheduler_config
+    process = noise_process(adapter_schedule)
+    abar = _alphas_cumprod()
+    plain = torch.cumprod(1 - torch.linspace(0.00085**0.5, 0.012**0.5, T, dtype=torch.float64) ** 2, 0)
+    assert (abar - plain).abs().max() > 0.1 and abar[-1] == 0
+    x_w, x_ref = torch.randn(3, 4, 3, 8, 8), torch.randn(3, 4, 3, 8, 8)
+    pairs = noise_pairs(process, x_w, x_ref, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    t = torch.randint(0, T, (3,), generator=generator)  # t, then eps, from the one generator
+    eps = torch.randn(x_w.shape, generator=generator).double().repeat(2, 1, 1, 1, 1)
+    assert torch.equal(pairs.timesteps, t.repeat(2))
+    a = abar[pairs.timesteps].view(-1, 1, 1, 1, 1)
+    x0 = torch.cat([x_w, x_ref]).double()
+    torch.testing.assert_close(pairs.noisy.double(), a.sqrt() * x0 + (1 - a).sqrt() * eps, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pairs.target.double(), a.sqrt() * eps - (1 - a).sqrt() * x0, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_cogvideox_seppo_loss_equals_the_hand_computation(checkpointing, tmp_path):
+    config = load_config(None, [
+        *COG, f"output_dir={tmp_path / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
+        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}", f"seppo.ref_guidance_scale={GUIDANCE}",
+    ])
+    run = recipe.setup(config)
+    adapter = run.adapter
+    assert adapter.unet.gradient_checkpointing == checkpointing
+    _perturb(adapter, 0.01, seed=1)  # LoRA B starts at zero: make theta_0 differ from the base
+    run.pool.add(0, adapter.trainable_state())
+    _perturb(adapter, 0.01, seed=2)
+    run.pool.add(5, adapter.trainable_state())  # the reference
+    _perturb(adapter, 0.01, seed=3)  # the policy has moved on since
+    batch = collate([run.dataset[0], run.dataset[1]])
+    state = TrainerState(step=7, batches_seen=3)
+
+    loss, stats, ref_index = recipe.compute_loss(run, batch, state)
+    assert ref_index == 1
+    loss.backward()
+    names = [name for name, _ in adapter.named_trainable_parameters()]
+    ours = torch.cat([param.grad.flatten().clone() for _, param in adapter.named_trainable_parameters()])
+    run.optimizer.zero_grad(set_to_none=True)
+
+    # ---- by hand
+    reference = copy.deepcopy(adapter.unet).eval()
+    _, unexpected = reference.load_state_dict(run.pool.get(1), strict=False)
+    assert not unexpected
+    with torch.no_grad():
+        x_w = adapter.encode_video(batch["pixels"]).float()
+        embeds = adapter.encode_prompt(batch["prompt"]).float()
+        negative = adapter.encode_prompt([""]).float()
+    assert x_w.shape[2] == 1 + (config.data.num_frames - 1) // 4
+    abar = _alphas_cumprod()
+    seeds = [recipe._derive_seed(config.seed, "ref", state.batches_seen, 0, i) for i in range(2)]
+    x_ref = _ddim_cfg_sample(reference, abar, embeds, negative, seeds, x_w.shape[1:])
+    generator = recipe._batch_generator(config.seed, state.batches_seen, 0)
+    t = torch.randint(0, T, (2,), generator=generator)
+    eps = torch.randn(x_w.shape, generator=generator).double()
+    a = abar[t].view(-1, 1, 1, 1, 1)
+    errors = {}
+    for name, x0 in (("w", x_w.double()), ("ref", x_ref.double())):
+        noisy = (a.sqrt() * x0 + (1 - a).sqrt() * eps).float()
+        target = (a.sqrt() * eps - (1 - a).sqrt() * x0).float()  # v
+        with torch.no_grad():
+            errors[f"ref_{name}"] = (_v(reference, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
+        errors[f"pol_{name}"] = (_v(adapter.unet, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
+    d_w = errors["pol_w"] - errors["ref_w"]
+    d_ref = errors["pol_ref"] - errors["ref_ref"]
+    sign = torch.sign((errors["ref_w"] - errors["pol_w"]).detach())
+    by_hand = -F.logsigmoid(-BETA_T * (d_w - sign * d_ref)).mean()
+
+    torch.testing.assert_close(loss.detach(), by_hand.detach(), rtol=2e-3, atol=1e-5)
+    assert stats["d_w"] == pytest.approx(d_w.mean().item(), rel=2e-3, abs=1e-7)
+    assert stats["d_ref"] == pytest.approx(d_ref.mean().item(), rel=2e-3, abs=1e-7)
+    assert stats["flip_rate"] == pytest.approx((sign <= 0).float().mean().item())
+    by_hand.backward()
+    hand = torch.cat([dict(adapter.named_trainable_parameters())[name].grad.flatten() for name in names])
+    assert hand.norm() > 0
+    assert (ours - hand).norm() / hand.norm() < 1e-3
+
+
+def _rotary_copy(tmp_path):
+    """The tiny model with 3D rotary embeddings instead of sinusoidal positions (the 5B's layout)."""
+    root = tmp_path / "cog-rope"
+    shutil.copytree(ensure_tiny("cogvideox"), root)
+    file = root / "transformer" / "config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), "use_rotary_positional_embeddings": True}))
+    return root
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_reference_sampler_matches_cogvideox_pipeline_latents(rotary, tmp_path):
+    from diffusers import CogVideoXPipeline
+
+    root = _rotary_copy(tmp_path) if rotary else ensure_tiny("cogvideox")
+    adapter = load_adapter(load_config(None, [*COG, f"model.pretrained={root}"]).model, configure=False)
+    assert adapter.unet.config.use_rotary_positional_embeddings == rotary
+    prompts, seeds = ["a flower blooming, time-lapse", "ice  melting on a table"], [11, 12]
+    embeds, negative = adapter.encode_prompt(prompts), adapter.encode_prompt([""])
+    width = 64 if rotary else 32  # not square: the rotary tables' crop region matters
+    ours = sample_latents(adapter, embeds, negative, seeds=seeds, num_frames=3, latent_size=(8, width // 4),
+                          num_inference_steps=STEPS, guidance_scale=GUIDANCE)
+    pipe = CogVideoXPipeline.from_pretrained(root)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(prompt=prompts, height=32, width=width, num_frames=9, num_inference_steps=STEPS,
+                  guidance_scale=GUIDANCE, generator=[torch.Generator().manual_seed(s) for s in seeds],
+                  output_type="latent").frames
+    assert theirs.shape == (2, 3, 4, 8, width // 4)  # frames first
+    torch.testing.assert_close(ours, theirs.transpose(1, 2), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("trainable", ["lora", "full"])
+def test_export_loads_in_cogvideox_pipeline_with_the_trained_prediction(trainable, tmp_path):
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    config = load_config(None, [*COG, f"output_dir={tmp_path}", f"model.trainable={trainable}", "seppo.method=sft",
+                                "train.max_steps=2", "train.learning_rate=0.01", "sample.prompts=[]"])
+    run = recipe.train(config)
+    export = tmp_path / "export"
+    info = json.loads((export / "seppo_export.json").read_text())
+    extra = {}
+    if trainable == "full":
+        assert info["component"] == "transformer"
+        extra["transformer"] = CogVideoXTransformer3DModel.from_pretrained(export / "transformer")
+    scheduler = CogVideoXDDIMScheduler.from_pretrained(export / "scheduler")
+    pipe = CogVideoXPipeline.from_pretrained(ensure_tiny("cogvideox"), scheduler=scheduler, **extra)
+    if trainable == "lora":
+        assert info["component"] == "lora"
+        pipe.load_lora_weights(export / "lora")
+    torch.testing.assert_close(scheduler.alphas_cumprod, _alphas_cumprod())
+    assert scheduler.config.prediction_type == "v_prediction"
+    latents = torch.randn(1, 4, 3, 8, 8)
+    embeds = run.adapter.encode_prompt(["a candle melting"])
+    timestep = torch.tensor([321])
+    with torch.no_grad():
+        trained = run.adapter.predict(latents, timestep, embeds)
+        exported = _v(pipe.transformer, latents, timestep, embeds)
+        base = load_adapter(config.model).predict(latents, timestep, embeds)
+    torch.testing.assert_close(exported, trained, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(base, trained, atol=1e-4)  # training moved it, so the match means something
+    card = (export / "README.md").read_text()
+    assert "SNR shift 3.0" in card and "CogVideoXDDIMScheduler" in card
+
+
+def test_resume_reproduces_the_uninterrupted_trajectory(tmp_path):
+    common = [*COG, "seppo.ref_every=2", "train.checkpoint_every=2", "train.lr_scheduler=constant",
+              "sample.prompts=[]"]
+    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'straight'}", "train.max_steps=4"]))
+    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'split'}", "train.max_steps=2"]))
+    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'split'}", "train.max_steps=4"]),
+                 resume="latest")
+    straight, split = (
+        [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        for name in ("straight", "split")
+    )
+    assert [r["step"] for r in split] == [1, 2, 3, 4]
+    for a, b in zip(straight, split):
+        for key in ("loss", "d_w", "d_ref", "flip_rate", "ref_index"):
+            assert a[key] == b[key], (a["step"], key, a[key], b[key])
+    assert any(r["d_w"] != 0 for r in straight)  # the policy moved: equal records are not trivially equal
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["noise_schedule"]["snr_shift_scale"] == 3.0 and summary["prediction_type"] == "v_prediction"
+
+
+def test_latent_cache_holds_compressed_frames_and_trains(tmp_path):
+    from seppo_video.data import LatentCacheDataset, build_dataset, model_id_for
+    from seppo_video.data.latent_cache import cache_latents_from_config
+
+    cache = tmp_path / "cache"
+    config = load_config(None, [*COG, f"data.latent_cache={cache}", f"output_dir={tmp_path / 'run'}",
+                                "train.max_steps=1", "sample.prompts=[]"])
+    with pytest.raises(ConfigError, match="data.num_frames: 7 is not 1 \\+ 4k"):
+        cache_latents_from_config(load_config(None, [*COG, "data.num_frames=7", f"data.latent_cache={cache}"]))
+    cache_latents_from_config(config)
+    dataset = build_dataset(config.data, "cogvideox", pairs=False, model_id=model_id_for(config.model))
+    assert isinstance(dataset, LatentCacheDataset)
+    assert dataset[0]["latents"].shape == (4, 3, 8, 8)  # 9 frames: 1 + 8 / 4 latent frames
+    assert dataset[0]["prompt_embeds"].shape == (226, 32)
+    recipe.train(config)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.num_frames=7", r"data.num_frames: 7 is not 1 \+ 4k, the clip lengths CogVideoX's.*use 5 or 9"),
+    ("data.resolution=36", r"data.resolution: 36 is not a multiple of 8.*use 32 or 40"),
+    ("model.noise_scheduler.shift=3.0", r"model.noise_scheduler.shift: .* DDPM-style.*allowed here: beta_schedule"),
+    ("seppo.ref_eta=0.5", r"seppo.ref_eta: 0.5, but CogVideoX samples references with the deterministic "
+                          r"CogVideoXDDIMScheduler"),
+])
+def test_model_fit_errors_name_the_key_and_the_valid_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        check_model_fits(load_config(None, [*COG, override]))
+
+
+def test_motion_and_xformers_are_refused():
+    with pytest.raises(ConfigError, match="model.trainable: 'motion'.*model.kind='cogvideox' use 'lora' or 'full'"):
+        load_config(None, [*COG, "model.trainable=motion"])
+    adapter = load_adapter(load_config(None, COG).model, configure=False)
+    with pytest.raises(ConfigError, match="model.attention: 'xformers' is not allowed for CogVideoX.*'sdpa'"):
+        adapter.set_attention_backend("xformers")
+
+
+def test_folders_of_another_kind_or_version_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.pretrained: .* flow-matching .*'cogvideox' does not train.*CogVideoX"):
+        check_model_fits(load_config(None, [*COG, f"model.pretrained={ensure_tiny('wan')}"]))
+    with pytest.raises(ConfigError, match=r"model.pretrained: .* CogVideoX \(SNR-shifted DDPM\) CogVideoXDDIMScheduler.*'sd'"):
+        check_model_fits(load_config(None, ["model.kind=sd", "model.trainable=lora", "data.num_frames=1",
+                                            f"model.pretrained={ensure_tiny('cogvideox')}"]))
+    root = tmp_path / "cog-1.5"
+    shutil.copytree(ensure_tiny("cogvideox"), root)
+    file = root / "transformer" / "config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), "patch_size_t": 2}))
+    with pytest.raises(ConfigError, match="model.pretrained: .* CogVideoX 1.5 transformer.*2B, 5B"):
+        check_model_fits(load_config(None, [*COG, f"model.pretrained={root}"]))
+
+
+def test_a_dpm_scheduler_folder_trains_on_the_same_schedule(tmp_path):
+    """CogVideoX-5B folders ship CogVideoXDPMScheduler: the same alphas, sampled with the DDIM one."""
+    from seppo_video.seppo.noise import CogVideoXNoise, noise_process
+
+    root = tmp_path / "cog-dpm"
+    shutil.copytree(ensure_tiny("cogvideox"), root)
+    file = root / "scheduler" / "scheduler_config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), "_class_name": "CogVideoXDPMScheduler"}))
+    config = load_config(None, [*COG, f"model.pretrained={root}"])
+    check_model_fits(config)
+    adapter = load_adapter(config.model, configure=False)
+    process = noise_process(adapter.scheduler_config)
+    assert isinstance(process, CogVideoXNoise)
+    torch.testing.assert_close(process.scheduler.alphas_cumprod, _alphas_cumprod())
+    assert type(process.sampler(STEPS)).__name__ == "CogVideoXDDIMScheduler"
+    assert type(adapter.sampling_scheduler()).__name__ == "CogVideoXDDIMScheduler"
+
+
+def test_real_shape_cogvideox_has_the_published_architecture():
+    """The published CogVideoX-2b components, built on the meta device (no memory, no weights).
+
+    Expected figures are derived here from the published widths (THUDM/CogVideoX-2b transformer/config.json:
+    30 blocks of 30 heads x 64 = 1920, time embedding 512, text 4096, 16 latent channels, 2x2 patches, q/k
+    LayerNorms per head, 4x feed-forward), independently of seppo_video.models.published."""
+    import diffusers
+    from transformers import T5Config, T5EncoderModel
+
+    from seppo_video.config import noise_family
+    from seppo_video.models import published
+    from seppo_video.models.real import resolve_variant
+
+    assert resolve_variant("cogvideox", None) == "2b"
+    with torch.device("meta"):
+        transformer = diffusers.CogVideoXTransformer3DModel(**published.cogvideox_2b_transformer())
+        vae = diffusers.AutoencoderKLCogVideoX(**published.cogvideox_2b_vae())
+        encoder = T5EncoderModel(T5Config(**published.t5_v1_1_xxl_encoder()))
+    dim, heads, head_dim, time, text, patch_out = 1920, 30, 64, 512, 4096, 2 * 2 * 16
+    linear = lambda i, o: i * o + o
+    layer_norm = 2 * dim
+    block = (2 * (linear(time, 6 * dim) + layer_norm)  # the two adaptive LayerNorm-zero modulations
+             + 4 * linear(dim, dim) + 2 * 2 * head_dim  # q, k, v, out; q / k LayerNorms over a head
+             + linear(dim, 4 * dim) + linear(4 * dim, dim))  # feed-forward
+    embeddings = (16 * 2 * 2 * dim + dim + linear(text, dim)  # patch (2x2 conv) and text projections
+                  + linear(dim, time) + linear(time, time))  # timestep MLP
+    head = layer_norm + linear(time, 2 * dim) + layer_norm + linear(dim, patch_out)  # final norm, AdaLN, out
+    assert heads * head_dim == dim
+    assert sum(p.numel() for p in transformer.parameters()) == 30 * block + embeddings + head
+    assert round(sum(p.numel() for p in transformer.parameters()) / 1e9, 2) == 1.69
+    # 8x spatial (three halvings), 4x temporal, 16 channels, the 2B's latent scale
+    assert len(vae.config.block_out_channels) == 4 and vae.config.temporal_compression_ratio == 4
+    assert vae.config.latent_channels == 16 and vae.config.scaling_factor == 1.15258426
+    assert encoder.config.d_model == 4096 and encoder.config.num_layers == 24 and encoder.config.vocab_size == 32128
+    scheduler = published.cogvideox_2b_scheduler()
+    assert noise_family(scheduler) == "cogvideox" and scheduler["prediction_type"] == "v_prediction"
