@@ -267,8 +267,8 @@ def test_latent_cache_holds_compressed_frames_and_trains(tmp_path):
     ("data.num_frames=7", r"data.num_frames: 7 is not 1 \+ 4k, the clip lengths CogVideoX's.*use 5 or 9"),
     ("data.resolution=36", r"data.resolution: 36 is not a multiple of 8.*use 32 or 40"),
     ("model.noise_scheduler.shift=3.0", r"model.noise_scheduler.shift: .* DDPM-style.*allowed here: beta_schedule"),
-    ("seppo.ref_eta=0.5", r"seppo.ref_eta: 0.5, but CogVideoX samples references with the deterministic "
-                          r"CogVideoXDDIMScheduler"),
+    ("seppo.ref_eta=0.5", (r"seppo.ref_eta: 0.5, but CogVideoX samples references with the deterministic "
+                           r"CogVideoXDDIMScheduler")),
 ])
 def test_model_fit_errors_name_the_key_and_the_valid_values(override, message):
     with pytest.raises(ConfigError, match=message):
