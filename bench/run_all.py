@@ -23,7 +23,12 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("step_tiny", "bench_step.py", ["--model", "tiny"]),
     ("step_mid", "bench_step.py", ["--model", "mid", "--latent", "8", "--repeats", "5"]),
+    ("step_tiny_wan", "bench_step.py", ["--model", "tiny", "--kind", "wan", "--trainable", "lora", "--repeats", "15"]),
+    ("step_tiny_cogvideox", "bench_step.py",
+     ["--model", "tiny", "--kind", "cogvideox", "--trainable", "lora", "--repeats", "15"]),
     ("memory_mid", "bench_memory.py", ["--model", "mid"]),
+    ("memory_tiny_wan", "bench_memory.py", ["--model", "tiny", "--kind", "wan", "--trainables", "lora"]),
+    ("memory_tiny_cogvideox", "bench_memory.py", ["--model", "tiny", "--kind", "cogvideox", "--trainables", "lora"]),
     ("sampler_tiny_animatediff", "bench_sampler.py", ["--model", "tiny", "--repeats", "11"]),
     ("sampler_tiny_modelscope", "bench_sampler.py", ["--model", "tiny", "--kind", "modelscope", "--repeats", "11"]),
     ("sampler_mid_animatediff", "bench_sampler.py", ["--model", "mid", "--latent", "8", "--repeats", "5"]),

@@ -146,7 +146,8 @@ def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
                     f"{info['snr_shift_scale']} and zero terminal SNR, prediction type {info['prediction_type']} "
                     f"{scheduler}")
     else:
-        schedule = f"- noise schedule: {info['beta_schedule']} betas, prediction type {info['prediction_type']} {scheduler}"
+        schedule = (f"- noise schedule: {info['beta_schedule']} betas, prediction type {info['prediction_type']} "
+                    f"{scheduler}")
     card = [
         "# seppo-video export",
         "",

@@ -284,9 +284,11 @@ def test_motion_and_xformers_are_refused():
 
 
 def test_folders_of_another_kind_or_version_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match=r"model.pretrained: .* flow-matching .*'cogvideox' does not train.*CogVideoX"):
+    wan_folder = r"model.pretrained: .* flow-matching .*'cogvideox' does not train.*CogVideoX"
+    with pytest.raises(ConfigError, match=wan_folder):
         check_model_fits(load_config(None, [*COG, f"model.pretrained={ensure_tiny('wan')}"]))
-    with pytest.raises(ConfigError, match=r"model.pretrained: .* CogVideoX \(SNR-shifted DDPM\) CogVideoXDDIMScheduler.*'sd'"):
+    cogvideox_folder = r"model.pretrained: .* CogVideoX \(SNR-shifted DDPM\) CogVideoXDDIMScheduler.*'sd'"
+    with pytest.raises(ConfigError, match=cogvideox_folder):
         check_model_fits(load_config(None, ["model.kind=sd", "model.trainable=lora", "data.num_frames=1",
                                             f"model.pretrained={ensure_tiny('cogvideox')}"]))
     root = tmp_path / "cog-1.5"

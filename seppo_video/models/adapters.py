@@ -435,7 +435,7 @@ class VideoTransformerAdapter(VideoDiffusionAdapter):
 
     @classmethod
     def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
-        """Frames ``1 + temporal k``, a resolution that patches evenly, and ``eta = 0`` (the sampler has no noise term)."""
+        """Frames ``1 + temporal k``, a resolution that patches evenly, and ``eta = 0`` (no noise term to scale)."""
         transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
         temporal, spatial = cls.compression(vae, transformer)
         frames = config.data.num_frames
@@ -513,7 +513,8 @@ class WanAdapter(VideoTransformerAdapter):
     @classmethod
     def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
         # WanPipeline's own factors: 16 pixels per patch for Wan 2.1 (8x VAE, 2x2 patches).
-        return vae.get("scale_factor_temporal") or 4, (vae.get("scale_factor_spatial") or 8) * transformer["patch_size"][-1]
+        spatial = (vae.get("scale_factor_spatial") or 8) * transformer["patch_size"][-1]
+        return vae.get("scale_factor_temporal") or 4, spatial
 
     def _forward(self, unet, latents, timesteps, prompt_embeds):
         return unet(hidden_states=latents, timestep=timesteps, encoder_hidden_states=prompt_embeds,
@@ -591,7 +592,8 @@ class CogVideoXAdapter(VideoTransformerAdapter):
     @classmethod
     def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
         # CogVideoXPipeline's factors: the VAE halves space per block after the first, 2x2 patches.
-        return vae.get("temporal_compression_ratio") or 4, 2 ** (len(vae["block_out_channels"]) - 1) * transformer["patch_size"]
+        spatial = 2 ** (len(vae["block_out_channels"]) - 1) * transformer["patch_size"]
+        return vae.get("temporal_compression_ratio") or 4, spatial
 
     @classmethod
     def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
