@@ -33,6 +33,7 @@ CONFIGS = {
     "animatediff (motion)": ("configs/tiny.yaml", []),
     "animatediff (lora)": ("configs/tiny.yaml", ["model.trainable=lora"]),
     "wan (lora)": ("configs/tiny_wan.yaml", []),
+    "cogvideox (lora)": ("configs/tiny_cogvideox.yaml", []),
 }
 
 

@@ -13,25 +13,32 @@ generators.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 
 import pytest
 import torch
-import torch.nn.functional as F
+from video_transformers import (
+    assert_export_predicts_like_the_policy,
+    assert_resume_reproduces_a_straight_run,
+    assert_sign_aaf_loss_matches,
+    encoded_batch,
+    exported_pipeline,
+    noise_generator,
+    reference_copy,
+    reference_seeds,
+    trainer_loss,
+)
 
 import seppo_video.train as recipe
-from seppo_video.checkpoint import TrainerState
 from seppo_video.config import ConfigError, load_config
-from seppo_video.data import collate
 from seppo_video.models.adapters import check_model_fits, load_adapter
 from seppo_video.models.tiny import ensure_tiny
 from seppo_video.seppo.sampler import sample_latents
 
 COG = ["model.kind=cogvideox", "model.trainable=lora", "data.num_frames=9", "data.resolution=32",
        "data.batch_size=2", "train.log_with=none", "train.policy_dropout=false"]
-STEPS, GUIDANCE, BETA_T, T = 4, 6.0, 2.5 * 1000, 1000
+STEPS, GUIDANCE, T = 4, 6.0, 1000
 
 
 def _alphas_cumprod(snr_shift: float = 3.0) -> torch.Tensor:
@@ -71,13 +78,6 @@ def _ddim_cfg_sample(transformer, abar, embeds, negative, seeds, shape) -> torch
     return x.float()
 
 
-def _perturb(adapter, scale: float, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, param in adapter.named_trainable_parameters():
-            param.add_(scale * torch.randn(param.shape, generator=generator))
-
-
 def test_the_schedule_is_cogvideox_s_not_plain_ddpm():
     """The trainer's q(x, t, eps) and v target invert with the alphas rebuilt here, which are far from
     the plain scaled-linear DDPM alphas of the same betas."""
@@ -109,34 +109,14 @@ def test_cogvideox_seppo_loss_equals_the_hand_computation(checkpointing, tmp_pat
     run = recipe.setup(config)
     adapter = run.adapter
     assert adapter.unet.gradient_checkpointing == checkpointing
-    _perturb(adapter, 0.01, seed=1)  # LoRA B starts at zero: make theta_0 differ from the base
-    run.pool.add(0, adapter.trainable_state())
-    _perturb(adapter, 0.01, seed=2)
-    run.pool.add(5, adapter.trainable_state())  # the reference
-    _perturb(adapter, 0.01, seed=3)  # the policy has moved on since
-    batch = collate([run.dataset[0], run.dataset[1]])
-    state = TrainerState(step=7, batches_seen=3)
-
-    loss, stats, ref_index = recipe.compute_loss(run, batch, state)
-    assert ref_index == 1
-    loss.backward()
-    names = [name for name, _ in adapter.named_trainable_parameters()]
-    ours = torch.cat([param.grad.flatten().clone() for _, param in adapter.named_trainable_parameters()])
-    run.optimizer.zero_grad(set_to_none=True)
+    ours = trainer_loss(run)
 
     # ---- by hand
-    reference = copy.deepcopy(adapter.unet).eval()
-    _, unexpected = reference.load_state_dict(run.pool.get(1), strict=False)
-    assert not unexpected
-    with torch.no_grad():
-        x_w = adapter.encode_video(batch["pixels"]).float()
-        embeds = adapter.encode_prompt(batch["prompt"]).float()
-        negative = adapter.encode_prompt([""]).float()
-    assert x_w.shape[2] == 1 + (config.data.num_frames - 1) // 4
+    reference = reference_copy(run)
+    x_w, embeds, negative = encoded_batch(run, ours)
     abar = _alphas_cumprod()
-    seeds = [recipe._derive_seed(config.seed, "ref", state.batches_seen, 0, i) for i in range(2)]
-    x_ref = _ddim_cfg_sample(reference, abar, embeds, negative, seeds, x_w.shape[1:])
-    generator = recipe._batch_generator(config.seed, state.batches_seen, 0)
+    x_ref = _ddim_cfg_sample(reference, abar, embeds, negative, reference_seeds(run, ours), x_w.shape[1:])
+    generator = noise_generator(run, ours)
     t = torch.randint(0, T, (2,), generator=generator)
     eps = torch.randn(x_w.shape, generator=generator).double()
     a = abar[t].view(-1, 1, 1, 1, 1)
@@ -147,19 +127,7 @@ def test_cogvideox_seppo_loss_equals_the_hand_computation(checkpointing, tmp_pat
         with torch.no_grad():
             errors[f"ref_{name}"] = (_v(reference, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
         errors[f"pol_{name}"] = (_v(adapter.unet, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
-    d_w = errors["pol_w"] - errors["ref_w"]
-    d_ref = errors["pol_ref"] - errors["ref_ref"]
-    sign = torch.sign((errors["ref_w"] - errors["pol_w"]).detach())
-    by_hand = -F.logsigmoid(-BETA_T * (d_w - sign * d_ref)).mean()
-
-    torch.testing.assert_close(loss.detach(), by_hand.detach(), rtol=2e-3, atol=1e-5)
-    assert stats["d_w"] == pytest.approx(d_w.mean().item(), rel=2e-3, abs=1e-7)
-    assert stats["d_ref"] == pytest.approx(d_ref.mean().item(), rel=2e-3, abs=1e-7)
-    assert stats["flip_rate"] == pytest.approx((sign <= 0).float().mean().item())
-    by_hand.backward()
-    hand = torch.cat([dict(adapter.named_trainable_parameters())[name].grad.flatten() for name in names])
-    assert hand.norm() > 0
-    assert (ours - hand).norm() / hand.norm() < 1e-3
+    assert_sign_aaf_loss_matches(run, ours, errors)
 
 
 def _rotary_copy(tmp_path):
@@ -196,51 +164,18 @@ def test_reference_sampler_matches_cogvideox_pipeline_latents(rotary, tmp_path):
 def test_export_loads_in_cogvideox_pipeline_with_the_trained_prediction(trainable, tmp_path):
     from diffusers import CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
 
-    config = load_config(None, [*COG, f"output_dir={tmp_path}", f"model.trainable={trainable}", "seppo.method=sft",
-                                "train.max_steps=2", "train.learning_rate=0.01", "sample.prompts=[]"])
-    run = recipe.train(config)
-    export = tmp_path / "export"
-    info = json.loads((export / "seppo_export.json").read_text())
-    extra = {}
-    if trainable == "full":
-        assert info["component"] == "transformer"
-        extra["transformer"] = CogVideoXTransformer3DModel.from_pretrained(export / "transformer")
-    scheduler = CogVideoXDDIMScheduler.from_pretrained(export / "scheduler")
-    pipe = CogVideoXPipeline.from_pretrained(ensure_tiny("cogvideox"), scheduler=scheduler, **extra)
-    if trainable == "lora":
-        assert info["component"] == "lora"
-        pipe.load_lora_weights(export / "lora")
-    torch.testing.assert_close(scheduler.alphas_cumprod, _alphas_cumprod())
-    assert scheduler.config.prediction_type == "v_prediction"
-    latents = torch.randn(1, 4, 3, 8, 8)
-    embeds = run.adapter.encode_prompt(["a candle melting"])
-    timestep = torch.tensor([321])
-    with torch.no_grad():
-        trained = run.adapter.predict(latents, timestep, embeds)
-        exported = _v(pipe.transformer, latents, timestep, embeds)
-        base = load_adapter(config.model).predict(latents, timestep, embeds)
-    torch.testing.assert_close(exported, trained, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(base, trained, atol=1e-4)  # training moved it, so the match means something
-    card = (export / "README.md").read_text()
+    run, pipe = exported_pipeline(tmp_path, COG, trainable, CogVideoXPipeline, CogVideoXTransformer3DModel,
+                                  CogVideoXDDIMScheduler)
+    torch.testing.assert_close(pipe.scheduler.alphas_cumprod, _alphas_cumprod())
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert_export_predicts_like_the_policy(run, lambda x, t, embeds: _v(pipe.transformer, x, t, embeds),
+                                           torch.randn(1, 4, 3, 8, 8), torch.tensor([321]))
+    card = (tmp_path / "export" / "README.md").read_text()
     assert "SNR shift 3.0" in card and "CogVideoXDDIMScheduler" in card
 
 
 def test_resume_reproduces_the_uninterrupted_trajectory(tmp_path):
-    common = [*COG, "seppo.ref_every=2", "train.checkpoint_every=2", "train.lr_scheduler=constant",
-              "sample.prompts=[]"]
-    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'straight'}", "train.max_steps=4"]))
-    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'split'}", "train.max_steps=2"]))
-    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'split'}", "train.max_steps=4"]),
-                 resume="latest")
-    straight, split = (
-        [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        for name in ("straight", "split")
-    )
-    assert [r["step"] for r in split] == [1, 2, 3, 4]
-    for a, b in zip(straight, split):
-        for key in ("loss", "d_w", "d_ref", "flip_rate", "ref_index"):
-            assert a[key] == b[key], (a["step"], key, a[key], b[key])
-    assert any(r["d_w"] != 0 for r in straight)  # the policy moved: equal records are not trivially equal
+    assert_resume_reproduces_a_straight_run(tmp_path, COG)
     summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert summary["noise_schedule"]["snr_shift_scale"] == 3.0 and summary["prediction_type"] == "v_prediction"
 
