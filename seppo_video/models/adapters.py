@@ -476,7 +476,8 @@ class VideoTransformerAdapter(VideoDiffusionAdapter):
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1]."""
+        """Latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1] (CogVideoX's
+        decoder: for an odd ``f``; it returns ``4 f`` frames for an even one)."""
         vae_dtype = next(self.vae.parameters()).dtype
         z = self._from_latents(latents.to(self.vae.device, vae_dtype))
         return torch.cat([self.vae.decode(video).sample for video in z.split(1)]).clamp(-1, 1)
