@@ -113,7 +113,7 @@ class NoiseSchedulerConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["animatediff", "modelscope", "sd", "wan", "cogvideox"] = "animatediff"
+    kind: Literal["animatediff", "modelscope", "sd", "wan", "cogvideox", "ltx"] = "animatediff"
     # A local diffusers directory, or "tiny" for the embedded random-init model
     # (built on first use in the cache). AnimateDiff: the SD-1.5 pipeline folder.
     pretrained: str = "tiny"
@@ -405,7 +405,7 @@ def validate(config: Config) -> None:
                           "(it regularises the preference methods seppo, dpo, spin, ditto)")
     if config.model.kind == "sd" and config.model.trainable == "motion":
         raise ConfigError("model.trainable: 'motion' needs a temporal backbone; for model.kind='sd' use 'lora' or 'full'")
-    if config.model.kind in ("wan", "cogvideox") and config.model.trainable == "motion":
+    if config.model.kind in ("wan", "cogvideox", "ltx") and config.model.trainable == "motion":
         raise ConfigError("model.trainable: 'motion' needs separate temporal layers; the transformer blocks of "
                           f"{config.model.kind} attend over space and time together, so for "
                           f"model.kind={config.model.kind!r} use 'lora' or 'full'")

@@ -87,6 +87,7 @@ def export_weights(
             "beta_schedule": adapter.scheduler_config.get("beta_schedule"),
             "snr_shift_scale": adapter.scheduler_config.get("snr_shift_scale"),  # CogVideoX only
             "flow_shift": adapter.scheduler_config.get("shift"),  # flow-matching backbones only
+            "dynamic_shift": _dynamic_shift(adapter.scheduler_config),  # LTX-Video only
             "base": {
                 "pretrained": model_config.pretrained,
                 "motion_adapter": model_config.motion_adapter,
@@ -95,6 +96,14 @@ def export_weights(
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2))
         (tmp / "README.md").write_text(_model_card(info, run_config))
     return out_dir
+
+
+def _dynamic_shift(schedule: dict[str, Any]) -> dict[str, Any] | None:
+    """A dynamically shifted flow schedule's settings (None for a fixed shift or a DDPM schedule)."""
+    if not schedule.get("use_dynamic_shifting"):
+        return None
+    keys = ("base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len", "shift_terminal")
+    return {key: schedule.get(key) for key in keys}
 
 
 def _save_lora(adapter: VideoDiffusionAdapter, unet: torch.nn.Module, directory: Path) -> None:
@@ -139,7 +148,13 @@ def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
     }[info["component"]]
     scheduler = (f"(`scheduler/`: pass `scheduler={backbone.sampler_class_name}.from_pretrained('<export>/scheduler')` "
                  "to the pipeline)")
-    if info.get("flow_shift") is not None:
+    if info.get("dynamic_shift"):
+        shift = info["dynamic_shift"]
+        schedule = (f"- noise schedule: flow matching (velocity target), shift growing with the video's latent tokens "
+                    f"(mu {shift['base_shift']} at {shift['base_image_seq_len']} to {shift['max_shift']} at "
+                    f"{shift['max_image_seq_len']}; sampling stretched to end at {shift['shift_terminal']}) "
+                    f"{scheduler}")
+    elif info.get("flow_shift") is not None:
         schedule = f"- noise schedule: flow matching (velocity target), shift {info['flow_shift']} {scheduler}"
     elif info.get("snr_shift_scale") is not None:
         schedule = (f"- noise schedule: CogVideoX's {info['beta_schedule']} betas with SNR shift "

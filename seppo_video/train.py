@@ -654,5 +654,6 @@ def export_checkpoint(run_dir: Path, which: str = "latest", out: Path | None = N
 def noise_schedule_summary(adapter: VideoDiffusionAdapter) -> dict[str, Any]:
     """The schedule settings that decide training targets and sampling (for summary.json)."""
     keys = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps", "prediction_type",
-            "timestep_spacing", "rescale_betas_zero_snr", "snr_shift_scale", "shift")
+            "timestep_spacing", "rescale_betas_zero_snr", "snr_shift_scale", "shift", "use_dynamic_shifting",
+            "base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len", "shift_terminal")
     return {key: adapter.scheduler_config.get(key) for key in keys}

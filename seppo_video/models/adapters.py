@@ -462,7 +462,7 @@ class VideoTransformerAdapter(VideoDiffusionAdapter):
 
     @torch.no_grad()
     def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixels ``[B, 3, F, H, W]`` in [-1, 1] (``F = 1 + 4k``) to latents ``[B, C, 1 + k, h, w]``.
+        """Pixels ``[B, 3, F, H, W]`` in [-1, 1] (``F = 1 + 4k``; LTX: ``1 + 8k``) to latents ``[B, C, 1 + k, h, w]``.
 
         The causal VAE sees whole clips (it streams them through its own frame cache, so
         ``vae_chunk_frames`` does not apply), one video per call.
@@ -476,18 +476,31 @@ class VideoTransformerAdapter(VideoDiffusionAdapter):
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1] (CogVideoX's
-        decoder: for an odd ``f``; it returns ``4 f`` frames for an even one)."""
+        """Latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1] (LTX: ``1 + 8 (f - 1)``;
+        CogVideoX's decoder: for an odd ``f``, it returns ``4 f`` frames for an even one)."""
         vae_dtype = next(self.vae.parameters()).dtype
         z = self._from_latents(latents.to(self.vae.device, vae_dtype))
         return torch.cat([self.vae.decode(video).sample for video in z.split(1)]).clamp(-1, 1)
 
     def lora_layers(self) -> dict[str, torch.Tensor]:
         """peft's own naming, which the transformer LoRA loaders (``WanLoraLoaderMixin``,
-        ``CogVideoXLoraLoaderMixin``) read, as diffusers' transformer LoRA training scripts save them."""
+        ``CogVideoXLoraLoaderMixin``, ``LTXVideoLoraLoaderMixin``) read, as diffusers' transformer LoRA
+        training scripts save them."""
         from peft.utils import get_peft_model_state_dict
 
         return get_peft_model_state_dict(self.unet)
+
+    def set_attention_backend(self, backend: str) -> None:
+        # Wan's and LTX's attention processors go through diffusers' attention dispatcher, whose
+        # default is torch SDPA: keep them (AttnProcessor2_0 would drop the rotary embedding) and
+        # only switch the dispatcher's backend for xformers.
+        if backend == "sdpa":
+            return
+        if backend == "xformers":
+            require_package("model.attention", backend)
+            self.unet.set_attention_backend("xformers")
+        else:
+            raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
 
 
 class WanAdapter(VideoTransformerAdapter):
@@ -555,19 +568,6 @@ class WanAdapter(VideoTransformerAdapter):
     def _from_latents(self, latents: torch.Tensor) -> torch.Tensor:
         mean, std = self._latent_stats(latents)
         return latents * std + mean
-
-    def set_attention_backend(self, backend: str) -> None:
-        # Wan's attention processors go through diffusers' attention dispatcher, whose default is
-        # torch SDPA: keep them (AttnProcessor2_0 would drop the rotary embedding) and only switch
-        # the dispatcher's backend for xformers.
-        if backend == "sdpa":
-            return
-        if backend == "xformers":
-            require_package("model.attention", backend)
-            self.unet.set_attention_backend("xformers")
-        else:
-            raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
-
 
 class CogVideoXAdapter(VideoTransformerAdapter):
     """CogVideoX 1.0 text-to-video (2B / 5B): ``CogVideoXTransformer3DModel`` on ``AutoencoderKLCogVideoX``
@@ -656,6 +656,101 @@ class CogVideoXAdapter(VideoTransformerAdapter):
                               "processors call torch SDPA themselves (allowed: 'sdpa')")
 
 
+class LTXAdapter(VideoTransformerAdapter):
+    """LTX-Video text-to-video: ``LTXVideoTransformer3DModel`` on ``AutoencoderKLLTXVideo`` latents, T5 text.
+
+    Flow matching with a dynamic shift (the scheduler folder's ``FlowMatchEulerDiscreteScheduler`` with
+    ``use_dynamic_shifting``: the shift grows with the video's token count). The VAE compresses 32x in
+    space and 8x in time, and latents are its ``z`` normalised by the per-channel ``latents_mean`` /
+    ``latents_std`` and ``scaling_factor``. The transformer takes them packed, ``[B, F h w, C]``, with
+    the video's size, the text's attention mask and RoPE scaled by the frame rate; padded text rows
+    are zero in the prompt states, which is how the mask travels with them (``_forward`` rebuilds it).
+    """
+
+    kind = "ltx"
+    display_name = "LTX-Video"
+    pipeline_class_name = "LTXPipeline"
+    unet_class_name = "LTXVideoTransformer3DModel"
+    vae_class_name = "AutoencoderKLLTXVideo"
+    text_encoder_class_name = "T5EncoderModel"
+    tokenizer_class_name = "T5Tokenizer"
+    sampler_class_name = "FlowMatchEulerDiscreteScheduler"
+    max_sequence_length = 128  # LTXPipeline's default
+    # LTXPipeline's default frame_rate: RoPE's time axis is scaled by temporal compression / frame rate.
+    frame_rate = 25
+
+    @property
+    def prediction_type(self) -> str:
+        return "flow_prediction"
+
+    @classmethod
+    def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
+        # AutoencoderKLLTXVideo's own ratios: a patch of patch_size pixels, then one halving (of frames
+        # and of each side) per spatio-temporal block; times the transformer's patch size.
+        halvings = 2 ** sum(vae.get("spatio_temporal_scaling", (True, True, True, False)))
+        temporal = vae.get("patch_size_t", 1) * halvings * transformer.get("patch_size_t", 1)
+        return temporal, vae.get("patch_size", 4) * halvings * transformer.get("patch_size", 1)
+
+    def _forward(self, unet, latents, timesteps, prompt_embeds):
+        batch, channels, frames, height, width = latents.shape
+        packed = latents.flatten(2).transpose(1, 2)  # [B, F h w, C]: LTXPipeline's packing with 1x1x1 patches
+        mask = (prompt_embeds != 0).any(dim=-1)  # encode_prompt zeroes the padded rows
+        output = unet(hidden_states=packed, encoder_hidden_states=prompt_embeds, timestep=timesteps,
+                      encoder_attention_mask=mask, num_frames=frames, height=height, width=width,
+                      rope_interpolation_scale=self._rope_scale(), return_dict=False)[0]
+        return output.transpose(1, 2).reshape(batch, channels, frames, height, width)
+
+    def _rope_scale(self) -> tuple[float, int, int]:
+        spatial = self.vae.spatial_compression_ratio
+        return self.vae.temporal_compression_ratio / self.frame_rate, spatial, spatial
+
+    @classmethod
+    def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
+        transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
+        if (transformer.get("patch_size", 1), transformer.get("patch_size_t", 1)) != (1, 1):
+            raise ConfigError(f"model.pretrained: {paths.pipeline / 'transformer'} patches its latents (patch_size "
+                              f"{transformer.get('patch_size')}, patch_size_t {transformer.get('patch_size_t')}); "
+                              "only the published LTX-Video layout (1 x 1 x 1) is supported")
+        super().check_fits(config, paths, vae)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """T5 states ``[B, 128, D]`` as ``LTXPipeline`` computes them (no mask into the encoder), with the
+        padded rows set to zero: the transformer attends to the rows its mask allows, so zeroed rows change
+        nothing there, and they carry the mask (and the latent cache stores it) without a second tensor."""
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_sequence_length,
+                                truncation=True, add_special_tokens=True, return_attention_mask=True,
+                                return_tensors="pt")
+        device = next(self.text_encoder.parameters()).device
+        states = self.text_encoder(tokens.input_ids.to(device))[0]
+        return states * tokens.attention_mask.to(device).unsqueeze(-1).to(states.dtype)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1, 1)
+        return (self.vae.latents_mean.view(shape).to(like.device, like.dtype),
+                self.vae.latents_std.view(shape).to(like.device, like.dtype))
+
+    def _to_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """``(z - latents_mean) * scaling_factor / latents_std``, LTXPipeline's normalisation."""
+        mean, std = self._latent_stats(z)
+        return (z - mean) * self.vae_scaling_factor / std
+
+    def _from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = self._latent_stats(latents)
+        return latents * std / self.vae_scaling_factor + mean
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """As the base class; a timestep-conditioned decoder (LTX-Video 0.9.1) decodes at timestep 0 without
+        noise, LTXPipeline's defaults."""
+        if not self.vae.config.timestep_conditioning:
+            return super().decode_latents(latents)
+        vae_dtype = next(self.vae.parameters()).dtype
+        z = self._from_latents(latents.to(self.vae.device, vae_dtype))
+        zero = torch.zeros(1, device=z.device, dtype=vae_dtype)
+        return torch.cat([self.vae.decode(video, temb=zero).sample for video in z.split(1)]).clamp(-1, 1)
+
+
 _CHECKPOINTED_CLASSES: dict[type, type] = {}
 
 
@@ -683,6 +778,7 @@ ADAPTERS: dict[str, type[VideoDiffusionAdapter]] = {
     "sd": ImageAdapter,
     "wan": WanAdapter,
     "cogvideox": CogVideoXAdapter,
+    "ltx": LTXAdapter,
 }
 
 
@@ -739,6 +835,12 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
         raise ConfigError(
             f"model.noise_scheduler.{foreign[0]}: {paths.pipeline / 'scheduler'} is {process} scheduler, "
             f"which has no such setting (allowed here: {', '.join(allowed)})"
+        )
+    if flow and folder.get("use_dynamic_shifting") and "shift" in explicit:
+        raise ConfigError(
+            f"model.noise_scheduler.shift: {paths.pipeline / 'scheduler'} shifts dynamically (use_dynamic_shifting: "
+            "the shift grows with the video's token count, from base_shift to max_shift), so a fixed shift does not "
+            "apply; leave it null"
         )
     explicit = {key: value for key, value in explicit.items() if key not in FLOW_SAMPLING_KEYS}
     if flow:

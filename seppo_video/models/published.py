@@ -440,3 +440,74 @@ def cogvideox_2b_scheduler() -> dict[str, Any]:
         "rescale_betas_zero_snr": True,
         "snr_shift_scale": 3.0,
     }
+
+
+# ---------------------------------------------------------------- LTX-Video 0.9 (Lightricks/LTX-Video)
+
+
+def ltx_video_transformer() -> dict[str, Any]:
+    # Lightricks/LTX-Video, transformer/config.json: diffusers' scripts/convert_ltx_to_diffusers.py builds
+    # it as LTXVideoTransformer3DModel's defaults, which are these (dim 2048 = 32 heads x 64, 28 blocks,
+    # 128 latent channels unpatched, T5-XXL captions of 4096).
+    return {
+        "in_channels": 128,
+        "out_channels": 128,
+        "patch_size": 1,
+        "patch_size_t": 1,
+        "num_attention_heads": 32,
+        "attention_head_dim": 64,
+        "cross_attention_dim": 2048,
+        "num_layers": 28,
+        "activation_fn": "gelu-approximate",
+        "qk_norm": "rms_norm_across_heads",
+        "norm_elementwise_affine": False,
+        "norm_eps": 1e-6,
+        "caption_channels": 4096,
+        "attention_bias": True,
+        "attention_out_bias": True,
+    }
+
+
+def ltx_video_vae() -> dict[str, Any]:
+    # Lightricks/LTX-Video (0.9.0), vae/config.json: diffusers' scripts/convert_ltx_to_diffusers.py,
+    # get_vae_config("0.9.0"): 4x4 pixel patches and three spatio-temporal halvings (32x space, 8x time),
+    # 128 latent channels, a non-causal decoder without timestep conditioning.
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 128,
+        "block_out_channels": (128, 256, 512, 512),
+        "decoder_block_out_channels": (128, 256, 512, 512),
+        "layers_per_block": (4, 3, 3, 3, 4),
+        "decoder_layers_per_block": (4, 3, 3, 3, 4),
+        "spatio_temporal_scaling": (True, True, True, False),
+        "decoder_spatio_temporal_scaling": (True, True, True, False),
+        "decoder_inject_noise": (False, False, False, False, False),
+        "upsample_residual": (False, False, False, False),
+        "upsample_factor": (1, 1, 1, 1),
+        "patch_size": 4,
+        "patch_size_t": 1,
+        "resnet_norm_eps": 1e-6,
+        "scaling_factor": 1.0,
+        "encoder_causal": True,
+        "decoder_causal": False,
+        "timestep_conditioning": False,
+    }
+
+
+def ltx_video_scheduler() -> dict[str, Any]:
+    # Lightricks/LTX-Video, scheduler/scheduler_config.json, as diffusers' scripts/convert_ltx_to_diffusers.py
+    # writes it: flow-matching Euler with a dynamic shift (mu from 0.95 at 1024 to 2.05 at 4096 latent tokens)
+    # stretched to end at 0.1; the exponential time shift is the class default.
+    return {
+        "_class_name": "FlowMatchEulerDiscreteScheduler",
+        "num_train_timesteps": 1000,
+        "shift": 1.0,
+        "use_dynamic_shifting": True,
+        "base_shift": 0.95,
+        "max_shift": 2.05,
+        "base_image_seq_len": 1024,
+        "max_image_seq_len": 4096,
+        "shift_terminal": 0.1,
+        "time_shift_type": "exponential",
+    }

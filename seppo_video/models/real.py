@@ -32,6 +32,9 @@ Variants (``--variant``):
   1920, sinusoidal positions), the CogVideoX VAE, a T5 v1.1 XXL encoder cut to ``TEXT_ENCODER_LAYERS``
   of its 24 layers (its 32128-row embedding kept), the same offline T5 tokenizer padding to 226
   tokens, and the published ``CogVideoXDDIMScheduler``.
+- ``ltx``: ``0.9.0`` (Lightricks/LTX-Video): the ``LTXVideoTransformer3DModel`` (28 blocks of width
+  2048), the 0.9.0 VAE (32x / 8x), the T5 v1.1 XXL encoder cut like CogVideoX's, the offline T5
+  tokenizer padding to 128 tokens, and the dynamically shifted flow-matching scheduler.
 
 Sizes (fp32 safetensors): the ModelScope UNet alone is 1.41 B parameters, 5.6 GB.
 """
@@ -61,6 +64,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "modelscope": ("ms-1.7b",),
     "wan": ("t2v-1.3b",),
     "cogvideox": ("2b",),
+    "ltx": ("0.9.0",),
 }
 MARKER = "seppo_real.json"
 
@@ -179,6 +183,9 @@ _TRANSFORMER_PIPELINES = {
                                       "AutoencoderKLCogVideoX", published.cogvideox_2b_vae,
                                       "CogVideoXTransformer3DModel", published.cogvideox_2b_transformer,
                                       published.cogvideox_2b_scheduler, 226),
+    "ltx": _TransformerPipeline("LTXPipeline", "T5EncoderModel", "T5Config", published.t5_v1_1_xxl_encoder,
+                                "AutoencoderKLLTXVideo", published.ltx_video_vae, "LTXVideoTransformer3DModel",
+                                published.ltx_video_transformer, published.ltx_video_scheduler, 128),
 }
 
 

@@ -4,8 +4,8 @@ A forward process is one object (``NoiseProcess``) chosen from the backbone's sc
 (``noise_process``); the losses, the AAF diagnostics and the reference sampler only call its
 methods, so a new process is a new class here, not a new branch in each of them:
 
-- ``draw_timesteps`` the training timesteps, ``add_noise`` ``q(x0, t, eps)``, ``target`` what the
-  network regresses on, for the losses;
+- ``draw_timesteps`` the training timesteps for a batch of latents, ``add_noise`` ``q(x0, t, eps)``,
+  ``target`` what the network regresses on, for the losses;
 - ``sampler`` and ``step_options`` the scheduler that runs the reverse process, for the
   reference samples.
 
@@ -19,10 +19,11 @@ The processes:
   (scaled-linear betas, SNR shift by ``snr_shift_scale``, then the zero-terminal-SNR rescale, as
   ``CogVideoXDDIMScheduler`` computes them), v-prediction; reference samples use
   ``CogVideoXDDIMScheduler``, the deterministic sampler ``CogVideoXPipeline`` ships with.
-- Rectified flow (``FlowMatchingNoise``, Wan): ``x_t = (1 - s) x0 + s eps`` with ``s`` one of the
-  scheduler's shifted training sigmas; the network sees the timestep ``t = s * T`` (as diffusers'
-  Wan pipeline passes it) and the target is the velocity ``eps - x0``. Reference samples use
-  flow-matching Euler.
+- Rectified flow (``FlowMatchingNoise``, Wan, LTX-Video): ``x_t = (1 - s) x0 + s eps`` with ``s``
+  one of the scheduler's shifted training sigmas (LTX: shifted by the video's token count, as its
+  pipeline shifts its sampling sigmas); the network sees the timestep ``t = s * T`` (as diffusers'
+  Wan and LTX pipelines pass it) and the target is the velocity ``eps - x0``. Reference samples
+  use flow-matching Euler.
 
 Every loss (SePPO, Diffusion-DPO, SFT) and the AAF anchor compare the model's output with
 ``NoisedBatch.target``, so they run on any process unchanged.
@@ -33,8 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from diffusers import CogVideoXDDIMScheduler, DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
 from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from seppo_video.config import PREDICTION_TYPES, NoiseSchedulerConfig, noise_family
@@ -68,8 +71,8 @@ class DDPMNoise:
     def config(self):
         return self.scheduler.config
 
-    def draw_timesteps(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(0, self.config.num_train_timesteps, (batch,), generator=generator)
+    def draw_timesteps(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, self.config.num_train_timesteps, (x0.shape[0],), generator=generator)
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.scheduler.add_noise(x0, eps, t)
@@ -85,8 +88,9 @@ class DDPMNoise:
             return x0
         raise ValueError(f"prediction_type {kind!r} is not supported (allowed: {', '.join(PREDICTION_TYPES)})")
 
-    def sampler(self, num_inference_steps: int, device: torch.device | str | None = None):
-        """The reverse process's scheduler on this schedule, its timesteps set."""
+    def sampler(self, num_inference_steps: int, device: torch.device | str | None = None,
+                latent_shape: tuple[int, ...] | None = None):
+        """The reverse process's scheduler on this schedule, its timesteps set (for any latent shape)."""
         scheduler = self.sampler_class.from_config(self.schedule)
         scheduler.set_timesteps(num_inference_steps, device=device)
         return scheduler
@@ -128,6 +132,14 @@ class FlowMatchingNoise:
     shifted sigmas the scheduler samples with, and a larger ``logit_mean`` means more noise, as in
     the SD3 paper. (diffusers' SD3 / Flux scripts index ``floor(u T)``, the same for the default,
     symmetric densities.)
+
+    With ``use_dynamic_shifting`` (LTX-Video) the table holds the unshifted levels and the shift
+    depends on the video: its exponent ``mu`` grows linearly with the latent token count ``F h w``
+    from ``base_shift`` at ``base_image_seq_len`` to ``max_shift`` at ``max_image_seq_len``
+    (LTXPipeline's ``calculate_shift``), and a level ``v`` becomes the scheduler's
+    ``time_shift(mu, 1, v)`` (``e^mu / (e^mu + 1 / v - 1)``), at training as at sampling. The
+    sampler's ``shift_terminal`` stretch fits the inference schedule's last step and is not applied
+    to training draws.
     """
 
     scheduler: FlowMatchEulerDiscreteScheduler
@@ -139,13 +151,24 @@ class FlowMatchingNoise:
     def config(self):
         return self.scheduler.config
 
-    def draw_timesteps(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+    def draw_timesteps(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         u = compute_density_for_timestep_sampling(
-            self.timestep_sampling, batch, logit_mean=self.logit_mean, logit_std=self.logit_std, generator=generator
+            self.timestep_sampling, x0.shape[0], logit_mean=self.logit_mean, logit_std=self.logit_std,
+            generator=generator,
         )
         steps = self.config.num_train_timesteps
         index = ((1 - u) * steps).long().clamp(max=steps - 1)
-        return self.scheduler.timesteps[index]
+        if not self.config.use_dynamic_shifting:
+            return self.scheduler.timesteps[index]
+        levels = self.scheduler.timesteps[index] / steps  # unshifted
+        return self.scheduler.time_shift(self.mu(x0.shape), 1.0, levels) * steps
+
+    def mu(self, latent_shape: tuple[int, ...]) -> float:
+        """The dynamic shift's exponent for latents ``[..., F, h, w]``, as LTXPipeline computes it."""
+        frames, height, width = latent_shape[-3:]
+        config = self.config
+        return calculate_shift(frames * height * width, config.base_image_seq_len, config.max_image_seq_len,
+                               config.base_shift, config.max_shift)
 
     def sigmas_of(self, timesteps: torch.Tensor) -> torch.Tensor:
         """``s = t / T``: the inverse of the pipeline's ``t = s * T``."""
@@ -158,10 +181,18 @@ class FlowMatchingNoise:
     def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return eps - x0
 
-    def sampler(self, num_inference_steps: int, device: torch.device | str | None = None):
-        """Flow-matching Euler with the training shift; step ``i`` reads sigma ``i`` (as WanPipeline)."""
+    def sampler(self, num_inference_steps: int, device: torch.device | str | None = None,
+                latent_shape: tuple[int, ...] | None = None):
+        """Flow-matching Euler with the training shift; step ``i`` reads sigma ``i`` (as WanPipeline).
+
+        With dynamic shifting, as LTXPipeline (and Flux) call it: sigmas ``1 .. 1 / n`` shifted by the
+        ``mu`` of ``latent_shape``, which the scheduler then stretches to its ``shift_terminal``."""
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.config)
-        scheduler.set_timesteps(num_inference_steps, device=device)
+        if self.config.use_dynamic_shifting:
+            sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
+            scheduler.set_timesteps(sigmas=sigmas, mu=self.mu(latent_shape), device=device)
+        else:
+            scheduler.set_timesteps(num_inference_steps, device=device)
         scheduler.set_begin_index(0)  # no timestep look-up
         return scheduler
 
@@ -195,7 +226,7 @@ def noise_process(scheduler_config: dict[str, Any], settings: NoiseSchedulerConf
 
 def draw_pair_noise(process: NoiseProcess, x_w: torch.Tensor, generator: torch.Generator):
     """One timestep and one noise tensor per pair (shared by the pair's two samples)."""
-    t = process.draw_timesteps(x_w.shape[0], generator).to(x_w.device)
+    t = process.draw_timesteps(x_w, generator).to(x_w.device)
     eps = torch.randn(x_w.shape, generator=generator).to(x_w.device, x_w.dtype)
     return t, eps
 

@@ -66,10 +66,10 @@ def sample_latents(
         raise ValueError(f"need one seed per sample: {len(seeds)} seeds for {batch} prompts")
     device = prompt_embeds.device
     process = noise_process(adapter.scheduler_config)
-    scheduler = process.sampler(num_inference_steps, device)
+    shape = (batch, adapter.latent_channels, num_frames, *latent_size)
+    scheduler = process.sampler(num_inference_steps, device, shape)
     generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
     step_options = process.step_options(eta, generators)
-    shape = (batch, adapter.latent_channels, num_frames, *latent_size)
     latents = adapter.initial_noise(shape, generators, device, prompt_embeds.dtype)
     # DDIM's initial noise scale (1); flow-matching Euler starts from unscaled noise at sigma 1.
     latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
