@@ -62,7 +62,7 @@ MID_VAE = {
 }
 MID_VERSION = 2  # bump when MID_UNET / MID_MOTION / MID_VAE change: the cached copy is rebuilt
 # The backbones the step and memory benchmarks take (their tiny models; mid and real are AnimateDiff).
-KINDS = ["animatediff", "modelscope", "wan", "cogvideox"]
+KINDS = ["animatediff", "modelscope", "wan", "cogvideox", "ltx"]
 
 
 # ---------------------------------------------------------------- arguments and results
@@ -295,12 +295,20 @@ def real_model() -> Path:
     return ensure_real_shape("animatediff", "v1-5-2")
 
 
+# Data settings the tiny video transformers' setup checks accept (causal VAEs: 1 + 4k or 1 + 8k frames).
+_VIDEO_TRANSFORMER_CLIPS = {
+    "wan": ["data.num_frames=5", "data.resolution=32"],
+    "cogvideox": ["data.num_frames=5", "data.resolution=32"],
+    "ltx": ["data.num_frames=9", "data.resolution=64"],
+}
+
+
 def model_overrides(model: str, kind: str = "animatediff") -> list[str]:
     """Config overrides selecting the ``tiny`` model of ``kind``, or the ``mid`` or ``real`` AnimateDiff."""
     if model == "tiny":
-        # The video transformers' causal VAEs take 1 + 4k frames; the benchmarks feed latents directly,
-        # so these only have to pass the setup's checks (and fit the demo clips it loads).
-        clips = ["data.num_frames=5", "data.resolution=32"] if kind in ("wan", "cogvideox") else []
+        # The benchmarks feed latents directly: the data settings only have to pass the setup's checks
+        # (and fit the demo clips it loads).
+        clips = _VIDEO_TRANSFORMER_CLIPS.get(kind, [])
         return [f"model.kind={kind}", "model.pretrained=tiny", *clips]
     if model not in ("mid", "real") or kind != "animatediff":
         raise ValueError(f"no {model} {kind} model (mid and real exist for animatediff only)")

@@ -34,6 +34,7 @@ CONFIGS = {
     "animatediff (lora)": ("configs/tiny.yaml", ["model.trainable=lora"]),
     "wan (lora)": ("configs/tiny_wan.yaml", []),
     "cogvideox (lora)": ("configs/tiny_cogvideox.yaml", []),
+    "ltx (lora)": ("configs/tiny_ltx.yaml", []),
 }
 
 

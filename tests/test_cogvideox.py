@@ -24,6 +24,8 @@ from video_transformers import (
     assert_sign_aaf_loss_matches,
     encoded_batch,
     exported_pipeline,
+    hand_errors,
+    hand_test_run,
     noise_generator,
     reference_copy,
     reference_seeds,
@@ -102,11 +104,7 @@ def test_the_schedule_is_cogvideox_s_not_plain_ddpm():
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_cogvideox_seppo_loss_equals_the_hand_computation(checkpointing, tmp_path):
-    config = load_config(None, [
-        *COG, f"output_dir={tmp_path / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
-        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}", f"seppo.ref_guidance_scale={GUIDANCE}",
-    ])
-    run = recipe.setup(config)
+    run = hand_test_run(tmp_path, COG, checkpointing, STEPS, GUIDANCE)
     adapter = run.adapter
     assert adapter.unet.gradient_checkpointing == checkpointing
     ours = trainer_loss(run)
@@ -119,14 +117,9 @@ def test_cogvideox_seppo_loss_equals_the_hand_computation(checkpointing, tmp_pat
     generator = noise_generator(run, ours)
     t = torch.randint(0, T, (2,), generator=generator)
     eps = torch.randn(x_w.shape, generator=generator).double()
-    a = abar[t].view(-1, 1, 1, 1, 1)
-    errors = {}
-    for name, x0 in (("w", x_w.double()), ("ref", x_ref.double())):
-        noisy = (a.sqrt() * x0 + (1 - a).sqrt() * eps).float()
-        target = (a.sqrt() * eps - (1 - a).sqrt() * x0).float()  # v
-        with torch.no_grad():
-            errors[f"ref_{name}"] = (_v(reference, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
-        errors[f"pol_{name}"] = (_v(adapter.unet, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
+    alpha, sigma = abar[t].sqrt().view(-1, 1, 1, 1, 1), (1 - abar[t]).sqrt().view(-1, 1, 1, 1, 1)
+    errors = hand_errors(lambda model, x: _v(model, x, t, embeds), run, reference, x_w, x_ref,
+                         lambda x0: (alpha * x0 + sigma * eps, alpha * eps - sigma * x0))  # x_t and v
     assert_sign_aaf_loss_matches(run, ours, errors)
 
 

@@ -22,13 +22,14 @@ from video_transformers import (
     assert_resume_reproduces_a_straight_run,
     assert_sign_aaf_loss_matches,
     exported_pipeline,
+    hand_errors,
+    hand_test_run,
     noise_generator,
     reference_copy,
     reference_seeds,
     trainer_loss,
 )
 
-import seppo_video.train as recipe
 from seppo_video.config import ConfigError, load_config
 from seppo_video.models.adapters import check_model_fits, load_adapter
 from seppo_video.models.tiny import ensure_tiny
@@ -88,11 +89,7 @@ def _euler_cfg_sample(transformer, text, negative, seeds, shape) -> torch.Tensor
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_ltx_seppo_loss_equals_the_hand_computation(checkpointing, tmp_path):
-    config = load_config(None, [
-        *LTX, f"output_dir={tmp_path / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
-        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}", f"seppo.ref_guidance_scale={GUIDANCE}",
-    ])
-    run = recipe.setup(config)
+    run = hand_test_run(tmp_path, LTX, checkpointing, STEPS, GUIDANCE)
     adapter = run.adapter
     ours = trainer_loss(run)
 
@@ -114,12 +111,8 @@ def test_ltx_seppo_loss_equals_the_hand_computation(checkpointing, tmp_path):
     s = _shifted(level, _mu(8))
     t = (s * T).float()
     s = s.view(-1, 1, 1, 1, 1)
-    errors = {}
-    for name, x0 in (("w", x_w.double()), ("ref", x_ref.double())):
-        noisy, target = ((1 - s) * x0 + s * eps).float(), (eps - x0).float()
-        with torch.no_grad():
-            errors[f"ref_{name}"] = (_velocity(reference, noisy, t, text) - target).pow(2).mean((1, 2, 3, 4))
-        errors[f"pol_{name}"] = (_velocity(adapter.unet, noisy, t, text) - target).pow(2).mean((1, 2, 3, 4))
+    errors = hand_errors(lambda model, x: _velocity(model, x, t, text), run, reference, x_w, x_ref,
+                         lambda x0: ((1 - s) * x0 + s * eps, eps - x0))  # x_t and the velocity
     assert_sign_aaf_loss_matches(run, ours, errors)
 
 

@@ -21,13 +21,14 @@ from video_transformers import (
     assert_sign_aaf_loss_matches,
     encoded_batch,
     exported_pipeline,
+    hand_errors,
+    hand_test_run,
     noise_generator,
     reference_copy,
     reference_seeds,
     trainer_loss,
 )
 
-import seppo_video.train as recipe
 from seppo_video.config import ConfigError, load_config
 from seppo_video.models.adapters import check_model_fits, load_adapter
 from seppo_video.seppo.sampler import sample_latents
@@ -63,13 +64,9 @@ def _euler_cfg_sample(transformer, k, embeds, negative, seeds, shape) -> torch.T
 
 @pytest.mark.parametrize("sampling,checkpointing", [("uniform", False), ("logit_normal", False), ("uniform", True)])
 def test_flow_matching_seppo_loss_equals_the_hand_computation(sampling, checkpointing, tmp_path):
-    config = load_config(None, [
-        *WAN, f"output_dir={tmp_path / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
-        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}",
-        f"seppo.ref_guidance_scale={GUIDANCE}", f"model.noise_scheduler.timestep_sampling={sampling}",
-        "model.noise_scheduler.logit_mean=0.5",  # off-centre, so the direction of u matters
-    ])
-    run = recipe.setup(config)
+    density = [f"model.noise_scheduler.timestep_sampling={sampling}",
+               "model.noise_scheduler.logit_mean=0.5"]  # off-centre, so the direction of u matters
+    run = hand_test_run(tmp_path, [*WAN, *density], checkpointing, STEPS, GUIDANCE)
     adapter = run.adapter
     k = adapter.scheduler_config["shift"]
     assert k != 1  # the shift is exercised
@@ -89,12 +86,8 @@ def test_flow_matching_seppo_loss_equals_the_hand_computation(sampling, checkpoi
     # The table entry whose unshifted level is u rounded up, in float32 as the scheduler builds its table.
     t = _shift((T - index).float() / T, k) * T
     s = (t.double() / T).view(-1, 1, 1, 1, 1)
-    errors = {}
-    for name, x0 in (("w", x_w.double()), ("ref", x_ref.double())):
-        noisy, target = ((1 - s) * x0 + s * eps).float(), (eps - x0).float()
-        with torch.no_grad():
-            errors[f"ref_{name}"] = (_velocity(reference, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
-        errors[f"pol_{name}"] = (_velocity(adapter.unet, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
+    errors = hand_errors(lambda model, x: _velocity(model, x, t, embeds), run, reference, x_w, x_ref,
+                         lambda x0: ((1 - s) * x0 + s * eps, eps - x0))  # x_t and the velocity
     assert_sign_aaf_loss_matches(run, ours, errors)
 
 

@@ -29,6 +29,15 @@ from seppo_video.models.tiny import ensure_tiny
 BETA_T = 2.5 * 1000  # the default beta times T
 
 
+def hand_test_run(out: Path, overrides: list[str], checkpointing: bool, steps: int, guidance: float) -> recipe.Run:
+    """The trainer set up for a by-hand test: reference = pool entry 1, ``steps`` reference sampling
+    steps at ``guidance``, gradient checkpointing on or off."""
+    return recipe.setup(load_config(None, [
+        *overrides, f"output_dir={out / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
+        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={steps}", f"seppo.ref_guidance_scale={guidance}",
+    ]))
+
+
 def perturb(adapter, scale: float, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -88,6 +97,20 @@ def reference_seeds(run: recipe.Run, ours: TrainerLoss) -> list[int]:
 def noise_generator(run: recipe.Run, ours: TrainerLoss) -> torch.Generator:
     """The generator the trainer drew this batch's (t, eps) from."""
     return recipe._batch_generator(run.config.seed, ours.state.batches_seen, 0)
+
+
+def hand_errors(output: Callable, run: recipe.Run, reference: torch.nn.Module, x_w: torch.Tensor, x_ref: torch.Tensor,
+                noised: Callable) -> dict[str, torch.Tensor]:
+    """Per-sample squared errors (mean over C, F, H, W) of the reference (no gradient) and the policy on the
+    winners ``w`` and the reference samples ``ref``: ``noised(x0)`` is the test's ``(x_t, target)`` for
+    float64 ``x0``, ``output(model, x_t)`` its call of the model."""
+    errors = {}
+    for name, x0 in (("w", x_w.double()), ("ref", x_ref.double())):
+        noisy, target = (tensor.float() for tensor in noised(x0))
+        with torch.no_grad():
+            errors[f"ref_{name}"] = (output(reference, noisy) - target).pow(2).mean((1, 2, 3, 4))
+        errors[f"pol_{name}"] = (output(run.adapter.unet, noisy) - target).pow(2).mean((1, 2, 3, 4))
+    return errors
 
 
 def assert_sign_aaf_loss_matches(run: recipe.Run, ours: TrainerLoss, errors: dict[str, torch.Tensor]) -> None:
