@@ -1,6 +1,8 @@
 """Reference-pool memory: a pool of 7 over a pool of 1, and over a naive design, as ratios from one run.
 
-    python bench/bench_memory.py [--model mid|tiny] [--steps 2] [--frames 8] [--latent 8]
+    python bench/bench_memory.py [--model mid|tiny] [--kind K] [--trainables motion lora] [--steps 2] [--frames 8]
+
+(``--model tiny --kind wan|cogvideox --trainables lora``: the tiny video transformers.)
 
 Each variant runs a few SePPO updates (the trainer's ``setup`` and ``micro_step``, a new reference
 every step) in a fresh process, since peak RSS is per process:
@@ -61,7 +63,7 @@ def variant(args: argparse.Namespace) -> dict[str, int]:
     """One variant's live tensor bytes and peak memory (run in its own process)."""
     storage = "disk" if args.variant == "disk7" else "cpu"
     overrides = [f"model.trainable={args.trainable}", "seppo.ref_strategy=uniform", f"seppo.pool_device={storage}"]
-    run = benchlib.make_run(args, [*benchlib.model_overrides(args.model), *overrides])
+    run = benchlib.make_run(args, [*benchlib.model_overrides(args.model, args.kind), *overrides])
     fill_pool(run, 1 if args.variant == "pool1" else POOL)
     naive = NaiveReference(run) if args.variant == "naive" else train.reference_module
     batch = benchlib.synthetic_batch(run, args.frames, args.latent, args.batch)
@@ -82,7 +84,7 @@ def variant(args: argparse.Namespace) -> dict[str, int]:
 def in_child(args: argparse.Namespace, name: str, trainable: str) -> dict[str, int]:
     """``variant`` in a fresh interpreter running this script."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--variant", name, "--trainable", trainable]
-    for key in ("device", "dtype", "attention", "threads", "model", "steps", "frames", "latent", "batch"):
+    for key in ("device", "dtype", "attention", "threads", "model", "kind", "steps", "frames", "latent", "batch"):
         argv += [f"--{key}", str(getattr(args, key))]
     done = subprocess.run(argv, check=False, capture_output=True, text=True)
     if done.returncode != 0:
@@ -96,7 +98,7 @@ def measure(args: argparse.Namespace) -> tuple[list[benchlib.Ratio], dict[str, A
     for trainable in args.trainables:
         found = {name: in_child(args, name, trainable) for name in VARIANTS}
         details[trainable] = found
-        label = f"{args.model} {trainable}"
+        label = f"{args.model} {args.kind} {trainable}"
         for key, what in (("tensor_bytes", "tensor bytes"), ("peak_bytes", "peak RSS/alloc")):
             ratios += [
                 benchlib.Ratio(
@@ -118,6 +120,7 @@ def measure(args: argparse.Namespace) -> tuple[list[benchlib.Ratio], dict[str, A
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = benchlib.parser(__doc__)
     parser.add_argument("--model", default="mid", choices=["tiny", "mid"])
+    parser.add_argument("--kind", default="animatediff", choices=benchlib.KINDS)
     parser.add_argument("--trainables", nargs="+", default=["motion", "lora"], choices=["motion", "lora"])
     parser.add_argument("--steps", type=int, default=2, help="SePPO updates per variant")
     parser.add_argument("--frames", type=int, default=8)
@@ -130,9 +133,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         print(_MARK + json.dumps(variant(args)))
         return None
     if args.smoke:
-        args.model, args.trainables, args.steps, args.frames, args.latent = "tiny", ["motion"], 1, 2, 8
+        args.model, args.steps, args.frames, args.latent = "tiny", 1, 2, 8
+        args.trainables = args.trainables[:1]
     ratios, details = measure(args)
-    return benchlib.report(f"memory_{args.model}", args, ratios, details)
+    return benchlib.report(benchlib.result_name("memory", args.model, args.kind), args, ratios, details)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """SePPO step overhead, and the share of the step spent sampling references, as ratios from one run.
 
-    python bench/bench_step.py [--model tiny|mid] [--frames 8] [--latent 16] [--batch 2] [--repeats 7]
+    python bench/bench_step.py [--model tiny|mid] [--kind K] [--trainable T] [--frames 8] [--latent 16] [--batch 2]
+
+(``--kind wan|cogvideox`` with ``--trainable lora|full``: the tiny video transformers; ``--frames`` counts
+latent frames.)
 
 Three variants alternate round by round on the trainer's own objects (``setup``, ``micro_step``):
 
@@ -62,7 +65,7 @@ class Stepper:
             x_ref = train.second_samples(run, batch, batch["prompt_embeds"], reference, self.state, batch["latents"])
         self.x_ref = x_ref
         generator = torch.Generator().manual_seed(0)
-        self.pairs = noise_pairs(run.noise_scheduler, batch["latents"], self.x_ref, generator)
+        self.pairs = noise_pairs(run.noise, batch["latents"], self.x_ref, generator)
         self.noisy, self.t2, self.target2 = self.pairs.noisy, self.pairs.timesteps, self.pairs.target
         self.embeds2 = torch.cat([batch["prompt_embeds"], batch["prompt_embeds"]])
         # The floor's own reference, swapped in once: swapping per step is overhead, not floor.
@@ -136,7 +139,7 @@ def measure(args: argparse.Namespace) -> tuple[list[benchlib.Ratio], dict[str, A
             f"ref sampling share of the step, no sample cache ({label})",
             benchlib.paired_ratio(sampling, times["full"]),
             None,
-            f"{run.config.seppo.ref_sample_steps} DDIM steps with CFG",
+            f"{run.config.seppo.ref_sample_steps} {run.adapter.sampler_class_name} steps with CFG",
         ),
         benchlib.Ratio(
             f"step speed-up with ahead-of-time ref samples ({label})",
@@ -157,7 +160,7 @@ def measure(args: argparse.Namespace) -> tuple[list[benchlib.Ratio], dict[str, A
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = benchlib.parser(__doc__)
     parser.add_argument("--model", default="tiny", choices=["tiny", "mid"])
-    parser.add_argument("--kind", default="animatediff", choices=["animatediff", "modelscope"])
+    parser.add_argument("--kind", default="animatediff", choices=benchlib.KINDS)
     parser.add_argument("--trainable", default="motion", choices=["motion", "lora", "full"])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--latent", type=int, default=16, help="latent height and width")
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.smoke:
         args.frames, args.latent, args.repeats = 2, 8, 2
     ratios, details = measure(args)
-    return benchlib.report(f"step_{args.model}", args, ratios, details)
+    return benchlib.report(benchlib.result_name("step", args.model, args.kind), args, ratios, details)
 
 
 if __name__ == "__main__":

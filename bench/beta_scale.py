@@ -33,6 +33,8 @@ CONFIGS = {
     "animatediff (motion)": ("configs/tiny_animatediff.yaml", []),
     "animatediff (lora)": ("configs/tiny_animatediff.yaml", ["model.trainable=lora"]),
     "wan (lora)": ("configs/tiny_wan.yaml", []),
+    "cogvideox (lora)": ("configs/tiny_cogvideox.yaml", []),
+    "ltx (lora)": ("configs/tiny_ltx.yaml", []),
 }
 
 
@@ -47,7 +49,7 @@ def inside_terms(run: recipe.Run, batches: int) -> torch.Tensor:
         reference = recipe.reference_module(run, 0)  # theta_0
         x_other = recipe.second_samples(run, batch, embeds, reference, state, x_w)
         generator = recipe._batch_generator(run.config.seed, state.batches_seen, 0)
-        pairs = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
+        pairs = noise_pairs(run.noise, x_w, x_other, generator)
         embeds2 = torch.cat([embeds, embeds])
         policy = per_sample_error(run.adapter.predict(pairs.noisy, pairs.timesteps, embeds2), pairs.target)
         ref = recipe.reference_errors(run.adapter, reference, pairs, embeds2, None, None)

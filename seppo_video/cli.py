@@ -164,7 +164,7 @@ def _run_export(args: argparse.Namespace) -> int:
 # The real-shape variants of each kind (the first is the default); kept here so that checking
 # --variant imports nothing heavy. seppo_video.models.real.VARIANTS is the same table.
 REAL_VARIANTS = {"animatediff": ("v1-5-2", "v3"), "sd": ("sd15", "sd21-v"), "modelscope": ("ms-1.7b",),
-                 "wan": ("t2v-1.3b",)}
+                 "wan": ("t2v-1.3b",), "cogvideox": ("2b",), "ltx": ("0.9.0",)}
 
 
 def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
@@ -173,12 +173,13 @@ def _add_make_tiny(sub: argparse._SubParsersAction) -> None:
         "make-tiny",
         help="write a random-init model in a real diffusers layout (tiny, or the real published shapes)",
         description="AnimateDiff: OUT/sd (SD-1.5 pipeline) + OUT/motion_adapter; ModelScope: a "
-        "TextToVideoSDPipeline folder; SD: a StableDiffusionPipeline folder. No download. "
+        "TextToVideoSDPipeline folder; SD: a StableDiffusionPipeline folder; Wan, CogVideoX, LTX: a WanPipeline / "
+        "CogVideoXPipeline / LTXPipeline folder. No download. "
         "--shape tiny (default): tiny widths, trains in seconds on a CPU. --shape real: the published "
         "architectures (widths, heads, motion modules, VAE, scheduler, prediction type) with random "
         "weights and a 2-layer text encoder; several GB on disk.",
     )
-    p.add_argument("--kind", choices=["animatediff", "modelscope", "sd", "wan"], required=True)
+    p.add_argument("--kind", choices=["animatediff", "modelscope", "sd", "wan", "cogvideox", "ltx"], required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", choices=["tiny", "real"], default="tiny")

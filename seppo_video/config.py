@@ -61,6 +61,20 @@ def is_flow_matching(schedule: dict[str, Any]) -> bool:
     return schedule.get("_class_name") in FLOW_MATCHING_SCHEDULERS or flow_mode
 
 
+# CogVideoX's schedulers: a DDPM schedule whose alphas_cumprod are SNR-shifted (``snr_shift_scale``)
+# before the zero-terminal-SNR rescale, so neither DDPMScheduler nor DDIMScheduler reproduces them.
+COGVIDEOX_SCHEDULERS: tuple[str, ...] = ("CogVideoXDDIMScheduler", "CogVideoXDPMScheduler")
+NoiseFamily = Literal["flow", "cogvideox", "ddpm"]
+
+
+def noise_family(schedule: dict[str, Any]) -> NoiseFamily:
+    """Which forward process a scheduler config describes: rectified flow, CogVideoX's SNR-shifted
+    DDPM, or plain DDPM (every other DDPM-style scheduler: DDIM, PNDM, ...)."""
+    if is_flow_matching(schedule):
+        return "flow"
+    return "cogvideox" if schedule.get("_class_name") in COGVIDEOX_SCHEDULERS else "ddpm"
+
+
 @dataclass
 class LoraConfig:
     rank: int = 4
@@ -99,7 +113,7 @@ class NoiseSchedulerConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["animatediff", "modelscope", "sd", "wan"] = "animatediff"
+    kind: Literal["animatediff", "modelscope", "sd", "wan", "cogvideox", "ltx"] = "animatediff"
     # A local diffusers directory, "tiny" for the embedded random-init model (built on first use
     # in the cache), or "world" for the synthetic world's pretrained base (modelscope, shipped).
     # AnimateDiff: the SD-1.5 pipeline folder.
@@ -426,9 +440,10 @@ def validate(config: Config) -> None:
                           "(it regularises the preference methods seppo, dpo, spin, ditto)")
     if config.model.kind == "sd" and config.model.trainable == "motion":
         raise ConfigError("model.trainable: 'motion' needs a temporal backbone; for model.kind='sd' use 'lora' or 'full'")
-    if config.model.kind == "wan" and config.model.trainable == "motion":
-        raise ConfigError("model.trainable: 'motion' needs separate temporal layers; Wan's transformer blocks attend "
-                          "over space and time together, so for model.kind='wan' use 'lora' or 'full'")
+    if config.model.kind in ("wan", "cogvideox", "ltx") and config.model.trainable == "motion":
+        raise ConfigError("model.trainable: 'motion' needs separate temporal layers; the transformer blocks of "
+                          f"{config.model.kind} attend over space and time together, so for "
+                          f"model.kind={config.model.kind!r} use 'lora' or 'full'")
     if config.model.kind == "sd" and config.data.num_frames != 1:
         raise ConfigError("data.num_frames: the image backbone (model.kind='sd') takes exactly 1 frame")
     if config.model.kind == "animatediff" and config.model.pretrained != "tiny" and not config.model.motion_adapter:

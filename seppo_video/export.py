@@ -6,13 +6,14 @@ What an export folder holds, by trainable mode:
   ``AnimateDiffPipeline.from_pretrained(sd15, motion_adapter=MotionAdapter.from_pretrained(it))``).
 - ``lora``: ``lora/pytorch_lora_weights.safetensors`` (``pipe.load_lora_weights(it)``).
 - ``full``, or ``motion`` on ModelScope (whose temporal layers are not a
-  separate diffusers component): ``unet/`` (a complete UNet folder); for Wan,
-  ``transformer/`` (a complete ``WanTransformer3DModel`` folder).
+  separate diffusers component): ``unet/`` (a complete UNet folder); for Wan and CogVideoX,
+  ``transformer/`` (a complete ``WanTransformer3DModel`` / ``CogVideoXTransformer3DModel`` folder).
 
 Beside them, ``scheduler/`` is the noise schedule the weights were trained with
 (AnimateDiff's linear betas, the prediction type: pass it to the pipeline as
 ``scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')``; for Wan a
-``FlowMatchEulerDiscreteScheduler`` with the training ``shift``),
+``FlowMatchEulerDiscreteScheduler`` with the training ``shift``, for CogVideoX its
+``CogVideoXDDIMScheduler`` with the SNR shift),
 ``seppo_export.json`` names the base model, and ``README.md`` is a model card
 (base model, method, weights, schedule, config, steps).
 
@@ -84,7 +85,9 @@ def export_weights(
             "weights": weights,
             "prediction_type": adapter.prediction_type,
             "beta_schedule": adapter.scheduler_config.get("beta_schedule"),
+            "snr_shift_scale": adapter.scheduler_config.get("snr_shift_scale"),  # CogVideoX only
             "flow_shift": adapter.scheduler_config.get("shift"),  # flow-matching backbones only
+            "dynamic_shift": _dynamic_shift(adapter.scheduler_config),  # LTX-Video only
             "base": {
                 "pretrained": model_config.pretrained,
                 "motion_adapter": model_config.motion_adapter,
@@ -93,6 +96,14 @@ def export_weights(
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2))
         (tmp / "README.md").write_text(_model_card(info, run_config))
     return out_dir
+
+
+def _dynamic_shift(schedule: dict[str, Any]) -> dict[str, Any] | None:
+    """A dynamically shifted flow schedule's settings (None for a fixed shift or a DDPM schedule)."""
+    if not schedule.get("use_dynamic_shifting"):
+        return None
+    keys = ("base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len", "shift_terminal")
+    return {key: schedule.get(key) for key in keys}
 
 
 def _save_lora(adapter: VideoDiffusionAdapter, unet: torch.nn.Module, directory: Path) -> None:
@@ -126,21 +137,32 @@ def _save_full_unet(unet: torch.nn.Module, directory: Path) -> None:
 def _model_card(info: dict[str, Any], run_config: dict[str, Any] | None) -> str:
     import yaml
 
+    backbone = ADAPTERS[info["kind"]]
     load = {
         "motion_adapter": "MotionAdapter.from_pretrained('<export>/motion_adapter') passed as "
         "AnimateDiffPipeline.from_pretrained(<base>, motion_adapter=...)",
         "lora": "pipe.load_lora_weights('<export>/lora')",
         "unet": "the UNet class's from_pretrained('<export>/unet') passed as unet=... to the pipeline",
-        "transformer": "WanTransformer3DModel.from_pretrained('<export>/transformer') passed as transformer=... "
-        "to WanPipeline.from_pretrained(<base>)",
+        "transformer": f"{backbone.unet_class_name}.from_pretrained('<export>/transformer') passed as transformer=... "
+        f"to {backbone.pipeline_class_name}.from_pretrained(<base>)",
     }[info["component"]]
-    if info.get("flow_shift") is not None:
-        schedule = (f"- noise schedule: flow matching (velocity target), shift {info['flow_shift']} "
-                    "(`scheduler/`: pass `scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained('<export>/scheduler')` "
-                    "to the pipeline)")
+    scheduler = (f"(`scheduler/`: pass `scheduler={backbone.sampler_class_name}.from_pretrained('<export>/scheduler')` "
+                 "to the pipeline)")
+    if info.get("dynamic_shift"):
+        shift = info["dynamic_shift"]
+        schedule = (f"- noise schedule: flow matching (velocity target), shift growing with the video's latent tokens "
+                    f"(mu {shift['base_shift']} at {shift['base_image_seq_len']} to {shift['max_shift']} at "
+                    f"{shift['max_image_seq_len']}; sampling stretched to end at {shift['shift_terminal']}) "
+                    f"{scheduler}")
+    elif info.get("flow_shift") is not None:
+        schedule = f"- noise schedule: flow matching (velocity target), shift {info['flow_shift']} {scheduler}"
+    elif info.get("snr_shift_scale") is not None:
+        schedule = (f"- noise schedule: CogVideoX's {info['beta_schedule']} betas with SNR shift "
+                    f"{info['snr_shift_scale']} and zero terminal SNR, prediction type {info['prediction_type']} "
+                    f"{scheduler}")
     else:
         schedule = (f"- noise schedule: {info['beta_schedule']} betas, prediction type {info['prediction_type']} "
-                    "(`scheduler/`: pass `scheduler=DDIMScheduler.from_pretrained('<export>/scheduler')` to the pipeline)")
+                    f"{scheduler}")
     card = [
         "# seppo-video export",
         "",
@@ -172,8 +194,8 @@ def load_pipeline(model: str | Path, scheduler: str = "ddim"):
     """A diffusers pipeline for ``model``: an export folder, a pipeline folder,
     an AnimateDiff folder (``sd/`` + ``motion_adapter/``), or ``tiny:<kind>``.
 
-    ``scheduler="ddim"`` samples the DDPM backbones with DDIM; flow-matching backbones (Wan)
-    always sample with their own flow-matching Euler scheduler.
+    ``scheduler="ddim"`` samples the DDPM backbones with DDIM; Wan and CogVideoX always sample with
+    their own schedulers (flow-matching Euler, ``CogVideoXDDIMScheduler``).
     """
     import diffusers
 
@@ -223,7 +245,8 @@ def _locate_base(model: str | Path) -> tuple[str, ModelPaths]:
             "(model_index.json), nor an AnimateDiff folder (sd/ + motion_adapter/)"
         )
     class_name = json.loads(index.read_text()).get("_class_name", "")
-    kinds = {"TextToVideoSDPipeline": "modelscope", "StableDiffusionPipeline": "sd", "WanPipeline": "wan"}
+    # AnimateDiff bases are sd/ + motion_adapter/ folders (above), not an AnimateDiffPipeline folder.
+    kinds = {cls.pipeline_class_name: kind for kind, cls in ADAPTERS.items() if kind != "animatediff"}
     if class_name not in kinds:
         raise ValueError(
             f"{index}: pipeline class {class_name!r} is not supported here; for AnimateDiff pass a folder "

@@ -28,7 +28,7 @@ class SampleSettings:
 
 
 def pipeline_kind(pipe: Any) -> str:
-    """``animatediff`` / ``modelscope`` / ``sd`` / ``wan`` for a diffusers pipeline object."""
+    """``animatediff`` / ``modelscope`` / ``sd`` / ``wan`` / ``cogvideox`` / ``ltx`` for a diffusers pipeline object."""
     from seppo_video.models.adapters import ADAPTERS
 
     name = type(pipe).__name__

@@ -40,7 +40,7 @@ from seppo_video.models.adapters import VideoDiffusionAdapter, check_model_fits,
 from seppo_video.seppo.health import COLLAPSE_WINDOW, WATCHED, CollapseAlarm, collapse_alarm
 from seppo_video.seppo.loss import per_sample_error, preference_loss, sft_loss
 from seppo_video.seppo.methods import MethodSpec, resolve_method
-from seppo_video.seppo.noise import NoisedBatch, noise_pairs, noise_process, noise_winners
+from seppo_video.seppo.noise import NoisedBatch, NoiseProcess, noise_pairs, noise_process, noise_winners
 from seppo_video.seppo.pool import ReferencePool
 from seppo_video.seppo.reference import SwappedModule, inference_mode
 from seppo_video.seppo.sampler import sample_latents
@@ -64,7 +64,7 @@ class Run:
     ema: Any
     pool: ReferencePool | None
     dataset: Any
-    noise_scheduler: Any
+    noise: NoiseProcess  # the forward process: (t, eps) draws, q(x, t, eps), targets
     negative_embeds: torch.Tensor
     autocast_dtype: torch.dtype | None
     out: Path
@@ -139,7 +139,7 @@ def setup(config: Config) -> Run:
         ema=ema,
         pool=pool,
         dataset=dataset,
-        noise_scheduler=noise_process(adapter.scheduler_config, config.model.noise_scheduler),  # DDPM or flow
+        noise=noise_process(adapter.scheduler_config, config.model.noise_scheduler),
         negative_embeds=adapter.encode_prompt([""]),
         autocast_dtype=weight_dtype,
         out=out,
@@ -347,7 +347,7 @@ def compute_loss(run: Run, batch: dict, state: TrainerState) -> tuple[torch.Tens
     if not run.method.uses_reference:
         generator = _batch_generator(config.seed, state.batches_seen, run.accelerator.process_index)
         x_w, embeds = winner_latents(run, batch)
-        noised = noise_winners(run.noise_scheduler, x_w, generator)
+        noised = noise_winners(run.noise, x_w, generator)
         prediction = run.adapter.predict(noised.noisy, noised.timesteps, embeds, unet=run.unet)
         error = per_sample_error(prediction, noised.target)
         return sft_loss(error), {"err_w": error.mean().item()}, -1
@@ -380,7 +380,7 @@ def pair_errors(run: Run, batch: dict, state: TrainerState) -> PairErrors:
     ref_index = run.pool.select(run.method.ref_strategy, state.step)
     reference = reference_module(run, ref_index)
     x_other = second_samples(run, batch, embeds, reference, state, x_w)
-    pairs = noise_pairs(run.noise_scheduler, x_w, x_other, generator)
+    pairs = noise_pairs(run.noise, x_w, x_other, generator)
     embeds2 = torch.cat([embeds, embeds])
     prediction = run.adapter.predict(pairs.noisy, pairs.timesteps, embeds2, unet=run.unet)
     policy_err = per_sample_error(prediction, pairs.target)
@@ -656,5 +656,6 @@ def policy_weights(config: Config, checkpoint: Path, names: list[str]) -> dict[s
 def noise_schedule_summary(adapter: VideoDiffusionAdapter) -> dict[str, Any]:
     """The schedule settings that decide training targets and sampling (for summary.json)."""
     keys = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps", "prediction_type",
-            "timestep_spacing", "rescale_betas_zero_snr", "shift")
+            "timestep_spacing", "rescale_betas_zero_snr", "snr_shift_scale", "shift", "use_dynamic_shifting",
+            "base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len", "shift_terminal")
     return {key: adapter.scheduler_config.get(key) for key in keys}

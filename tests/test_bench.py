@@ -47,6 +47,19 @@ def test_benchmark_smoke(script, tmp_path):
     check_ratios(result["ratios"])
 
 
+@pytest.mark.parametrize("script,kind", [
+    ("bench_step", "wan"),
+    ("bench_step", "cogvideox"),
+    pytest.param("bench_memory", "cogvideox", marks=pytest.mark.slow),  # four child processes: ~40 s
+])
+def test_video_transformer_benchmarks_smoke(script, kind, tmp_path):
+    option = "--trainable" if script == "bench_step" else "--trainables"
+    argv = ["--smoke", "--kind", kind, option, "lora", "--out", str(tmp_path / "r.json")]
+    result = importlib.import_module(script).main(argv)
+    assert all(f"tiny {kind} lora" in ratio["name"] for ratio in result["ratios"])
+    check_ratios(result["ratios"])
+
+
 def test_run_all_collects_every_ratio(tmp_path):
     run_all = importlib.import_module("run_all")
     run_all.main(["--smoke", "--only", "reference_animatediff", "--results", str(tmp_path)])

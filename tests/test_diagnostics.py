@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler
 
 from seppo_video.config import ModelConfig
 from seppo_video.models.adapters import load_adapter
 from seppo_video.seppo.diagnostics import anchor_draws, sign_agreement
+from seppo_video.seppo.noise import DDPMNoise
 from seppo_video.seppo.reference import SwappedModule
 
 
@@ -23,15 +23,15 @@ def test_a_damaged_reference_is_recognised_more_often_than_a_coin_toss():
     damaged = {n: p + 0.5 * torch.randn_like(p) for n, p in adapter.trainable_state().items()}
     embeds = adapter.encode_prompt(["a", "b"])
     x_w = torch.randn(2, 4, 3, 8, 8)
-    scheduler = DDPMScheduler.from_config(adapter.scheduler_config)
+    process = DDPMNoise(adapter.scheduler_config)
 
     def predict(noisy, t, unet):
         return adapter.predict(noisy, t, embeds, unet=unet)
 
-    anchors = anchor_draws(predict, adapter.unet, SwappedModule(adapter.unet, damaged), x_w, scheduler, draws=24)
+    anchors = anchor_draws(predict, adapter.unet, SwappedModule(adapter.unet, damaged), x_w, process, draws=24)
     assert anchors.shape == (24, 2)
     assert (anchors.mean(dim=0) > 0).all()  # the policy fits better than a heavily noised copy
     # One draw is noisy even against a heavily damaged reference (~0.8 here): that is what we measure.
     assert (sign_agreement(anchors) > 0.6).all()
-    same = anchor_draws(predict, adapter.unet, adapter.unet, x_w, scheduler, draws=3)
+    same = anchor_draws(predict, adapter.unet, adapter.unet, x_w, process, draws=3)
     assert torch.equal(same, torch.zeros_like(same))  # identical models: a = 0 on every draw

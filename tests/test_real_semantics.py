@@ -88,7 +88,7 @@ def test_animatediff_trains_samples_and_exports_with_its_linear_schedule(tmp_pat
     from seppo_video.export import load_pipeline
 
     run = train(_config(tmp_path, "train.max_steps=1", "seppo.method=sft"))
-    torch.testing.assert_close(run.noise_scheduler.betas, _betas("linear"))
+    torch.testing.assert_close(run.noise.scheduler.betas, _betas("linear"))
     exported = DDIMScheduler.from_pretrained(tmp_path / "export" / "scheduler")
     torch.testing.assert_close(exported.betas, _betas("linear"))
     assert exported.config.clip_sample is False
@@ -103,13 +103,13 @@ def test_other_backbones_keep_their_folder_schedule(kind, expected, tmp_path):
     frames = "data.num_frames=1" if kind == "sd" else "data.num_frames=4"
     trainable = "model.trainable=lora" if kind == "sd" else "model.trainable=motion"
     run = train(_config(tmp_path, f"model.kind={kind}", trainable, frames, "train.max_steps=1", "seppo.method=sft"))
-    torch.testing.assert_close(run.noise_scheduler.betas, _betas(expected))
+    torch.testing.assert_close(run.noise.scheduler.betas, _betas(expected))
 
 
 def test_the_schedule_can_be_set_in_the_config(tmp_path):
     run = train(_config(tmp_path, "train.max_steps=1", "seppo.method=sft",
                         "model.noise_scheduler.beta_schedule=scaled_linear"))
-    torch.testing.assert_close(run.noise_scheduler.betas, _betas("scaled_linear"))
+    torch.testing.assert_close(run.noise.scheduler.betas, _betas("scaled_linear"))
 
 
 # ------------------------------------------------------------------ 3. prediction type

@@ -10,24 +10,32 @@ shared: u, eps and the per-sample seeds come from the trainer's keyed generators
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 
 import pytest
 import torch
-import torch.nn.functional as F
+from video_transformers import (
+    assert_export_predicts_like_the_policy,
+    assert_resume_reproduces_a_straight_run,
+    assert_sign_aaf_loss_matches,
+    encoded_batch,
+    exported_pipeline,
+    hand_errors,
+    hand_test_run,
+    noise_generator,
+    reference_copy,
+    reference_seeds,
+    trainer_loss,
+)
 
-import seppo_video.train as recipe
-from seppo_video.checkpoint import TrainerState
 from seppo_video.config import ConfigError, load_config
-from seppo_video.data import collate
 from seppo_video.models.adapters import check_model_fits, load_adapter
 from seppo_video.seppo.sampler import sample_latents
 
 WAN = ["model.kind=wan", "model.trainable=lora", "data.num_frames=5", "data.resolution=32", "data.batch_size=2",
        "train.log_with=none", "train.policy_dropout=false"]
-STEPS, GUIDANCE, BETA_T, T = 3, 3.0, 2.5 * 1000, 1000
+STEPS, GUIDANCE, T = 3, 3.0, 1000
 
 
 def _shift(v: torch.Tensor, k: float) -> torch.Tensor:
@@ -54,52 +62,21 @@ def _euler_cfg_sample(transformer, k, embeds, negative, seeds, shape) -> torch.T
     return x.float()
 
 
-def _perturb(adapter, scale: float, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, param in adapter.named_trainable_parameters():
-            param.add_(scale * torch.randn(param.shape, generator=generator))
-
-
 @pytest.mark.parametrize("sampling,checkpointing", [("uniform", False), ("logit_normal", False), ("uniform", True)])
 def test_flow_matching_seppo_loss_equals_the_hand_computation(sampling, checkpointing, tmp_path):
-    config = load_config(None, [
-        *WAN, f"output_dir={tmp_path / 'run'}", f"model.gradient_checkpointing={str(checkpointing).lower()}",
-        "seppo.ref_strategy=fixed:1", f"seppo.ref_sample_steps={STEPS}",
-        f"seppo.ref_guidance_scale={GUIDANCE}", f"model.noise_scheduler.timestep_sampling={sampling}",
-        "model.noise_scheduler.logit_mean=0.5",  # off-centre, so the direction of u matters
-    ])
-    run = recipe.setup(config)
+    density = [f"model.noise_scheduler.timestep_sampling={sampling}",
+               "model.noise_scheduler.logit_mean=0.5"]  # off-centre, so the direction of u matters
+    run = hand_test_run(tmp_path, [*WAN, *density], checkpointing, STEPS, GUIDANCE)
     adapter = run.adapter
     k = adapter.scheduler_config["shift"]
     assert k != 1  # the shift is exercised
-    _perturb(adapter, 0.01, seed=1)  # LoRA B starts at zero: make theta_0 differ from the base
-    run.pool.add(0, adapter.trainable_state())
-    _perturb(adapter, 0.01, seed=2)
-    run.pool.add(5, adapter.trainable_state())  # the reference
-    _perturb(adapter, 0.01, seed=3)  # the policy has moved on since
-    batch = collate([run.dataset[0], run.dataset[1]])
-    state = TrainerState(step=7, batches_seen=3)
-
-    loss, stats, ref_index = recipe.compute_loss(run, batch, state)
-    assert ref_index == 1
-    loss.backward()
-    names = [name for name, _ in adapter.named_trainable_parameters()]
-    ours = torch.cat([param.grad.flatten().clone() for _, param in adapter.named_trainable_parameters()])
-    run.optimizer.zero_grad(set_to_none=True)
+    ours = trainer_loss(run)
 
     # ---- by hand
-    reference = copy.deepcopy(adapter.unet).eval()
-    _, unexpected = reference.load_state_dict(run.pool.get(1), strict=False)
-    assert not unexpected
-    with torch.no_grad():
-        x_w = adapter.encode_video(batch["pixels"]).float()
-        embeds = adapter.encode_prompt(batch["prompt"]).float()
-        negative = adapter.encode_prompt([""]).float()
-    assert x_w.shape[2] == 1 + (config.data.num_frames - 1) // 4
-    seeds = [recipe._derive_seed(config.seed, "ref", state.batches_seen, 0, i) for i in range(2)]
-    x_ref = _euler_cfg_sample(reference, k, embeds, negative, seeds, x_w.shape[1:])
-    generator = recipe._batch_generator(config.seed, state.batches_seen, 0)
+    reference = reference_copy(run)
+    x_w, embeds, negative = encoded_batch(run, ours)
+    x_ref = _euler_cfg_sample(reference, k, embeds, negative, reference_seeds(run, ours), x_w.shape[1:])
+    generator = noise_generator(run, ours)
     if sampling == "uniform":
         u = torch.rand(2, generator=generator)
     else:
@@ -109,25 +86,9 @@ def test_flow_matching_seppo_loss_equals_the_hand_computation(sampling, checkpoi
     # The table entry whose unshifted level is u rounded up, in float32 as the scheduler builds its table.
     t = _shift((T - index).float() / T, k) * T
     s = (t.double() / T).view(-1, 1, 1, 1, 1)
-    errors = {}
-    for name, x0 in (("w", x_w.double()), ("ref", x_ref.double())):
-        noisy, target = ((1 - s) * x0 + s * eps).float(), (eps - x0).float()
-        with torch.no_grad():
-            errors[f"ref_{name}"] = (_velocity(reference, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
-        errors[f"pol_{name}"] = (_velocity(adapter.unet, noisy, t, embeds) - target).pow(2).mean((1, 2, 3, 4))
-    d_w = errors["pol_w"] - errors["ref_w"]
-    d_ref = errors["pol_ref"] - errors["ref_ref"]
-    sign = torch.sign((errors["ref_w"] - errors["pol_w"]).detach())
-    by_hand = -F.logsigmoid(-BETA_T * (d_w - sign * d_ref)).mean()
-
-    torch.testing.assert_close(loss.detach(), by_hand.detach(), rtol=2e-3, atol=1e-5)
-    assert stats["d_w"] == pytest.approx(d_w.mean().item(), rel=2e-3, abs=1e-7)
-    assert stats["d_ref"] == pytest.approx(d_ref.mean().item(), rel=2e-3, abs=1e-7)
-    assert stats["flip_rate"] == pytest.approx((sign <= 0).float().mean().item())
-    by_hand.backward()
-    hand = torch.cat([dict(adapter.named_trainable_parameters())[name].grad.flatten() for name in names])
-    assert hand.norm() > 0
-    assert (ours - hand).norm() / hand.norm() < 1e-3
+    errors = hand_errors(lambda model, x: _velocity(model, x, t, embeds), run, reference, x_w, x_ref,
+                         lambda x0: ((1 - s) * x0 + s * eps, eps - x0))  # x_t and the velocity
+    assert_sign_aaf_loss_matches(run, ours, errors)
 
 
 def test_reference_sampler_matches_wan_pipeline_latents():
@@ -152,51 +113,17 @@ def test_reference_sampler_matches_wan_pipeline_latents():
 def test_export_loads_in_wan_pipeline_with_the_trained_prediction(trainable, tmp_path):
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-    from seppo_video.models.tiny import ensure_tiny
-
-    config = load_config(None, [*WAN, f"output_dir={tmp_path}", f"model.trainable={trainable}", "seppo.method=sft",
-                                "train.max_steps=2", "train.learning_rate=0.01", "sample.prompts=[]"])
-    run = recipe.train(config)
-    export = tmp_path / "export"
-    info = json.loads((export / "seppo_export.json").read_text())
-    extra = {}
-    if trainable == "full":
-        assert info["component"] == "transformer"
-        extra["transformer"] = WanTransformer3DModel.from_pretrained(export / "transformer")
-    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(export / "scheduler")
-    pipe = WanPipeline.from_pretrained(ensure_tiny("wan"), scheduler=scheduler, **extra)
-    if trainable == "lora":
-        assert info["component"] == "lora"
-        pipe.load_lora_weights(export / "lora")
-    assert scheduler.config.shift == run.adapter.scheduler_config["shift"]
-    latents = torch.randn(1, 4, 2, 8, 8)
-    embeds = run.adapter.encode_prompt(["a candle melting"])
-    timestep = torch.tensor([321.5])
-    with torch.no_grad():
-        trained = run.adapter.predict(latents, timestep, embeds)
-        exported = pipe.transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds).sample
-        base = load_adapter(config.model).predict(latents, timestep, embeds)
-    torch.testing.assert_close(exported, trained, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(base, trained, atol=1e-4)  # training moved it, so the match means something
-    assert "flow matching" in (export / "README.md").read_text()
+    run, pipe = exported_pipeline(tmp_path, WAN, trainable, WanPipeline, WanTransformer3DModel,
+                                  FlowMatchEulerDiscreteScheduler)
+    assert pipe.scheduler.config.shift == run.adapter.scheduler_config["shift"]
+    assert_export_predicts_like_the_policy(
+        run, lambda x, t, embeds: pipe.transformer(hidden_states=x, timestep=t, encoder_hidden_states=embeds).sample,
+        torch.randn(1, 4, 2, 8, 8), torch.tensor([321.5]))
+    assert "flow matching" in (tmp_path / "export" / "README.md").read_text()
 
 
 def test_resume_reproduces_the_uninterrupted_trajectory(tmp_path):
-    common = [*WAN, "seppo.ref_every=2", "train.checkpoint_every=2", "train.lr_scheduler=constant",
-              "sample.prompts=[]"]
-    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'straight'}", "train.max_steps=4"]))
-    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'split'}", "train.max_steps=2"]))
-    recipe.train(load_config(None, [*common, f"output_dir={tmp_path / 'split'}", "train.max_steps=4"]),
-                 resume="latest")
-    straight, split = (
-        [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        for name in ("straight", "split")
-    )
-    assert [r["step"] for r in split] == [1, 2, 3, 4]
-    for a, b in zip(straight, split):
-        for key in ("loss", "d_w", "d_ref", "flip_rate", "ref_index"):
-            assert a[key] == b[key], (a["step"], key, a[key], b[key])
-    assert any(r["d_w"] != 0 for r in straight)  # the policy moved: equal records are not trivially equal
+    assert_resume_reproduces_a_straight_run(tmp_path, WAN)
 
 
 @pytest.mark.parametrize("override,message", [

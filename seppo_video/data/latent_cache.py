@@ -313,13 +313,15 @@ class LatentCacheDataset(Dataset):
 def cache_latents_from_config(config: Config, out: Path | None = None) -> Path:
     """``seppo-video cache-latents``: encode the configured data for the configured model.
 
-    Losers are encoded too when the method is the Diffusion-DPO baseline.
+    Losers are encoded too when the method is the Diffusion-DPO baseline. The frames and resolution
+    are checked against the model first, as for training (a causal video VAE takes ``1 + 4k`` frames).
     """
-    from seppo_video.models.adapters import load_adapter
+    from seppo_video.models.adapters import check_model_fits, load_adapter
 
     target = out or config.data.latent_cache
     if target is None:
         raise ConfigError("data.latent_cache: set it (or pass --out) to say where the latent cache goes")
+    check_model_fits(config)
     dataset = build_pixel_dataset(config.data, config.model.kind, pairs=config.seppo.method == "dpo", seed=config.seed)
     adapter = load_adapter(config.model, configure=False)
     adapter.to("cuda" if torch.cuda.is_available() else "cpu")

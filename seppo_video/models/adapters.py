@@ -13,8 +13,13 @@ here and nowhere else:
 - Wan 2.1 (``WanTransformer3DModel``) is a flow-matching transformer over a causal 3D VAE's
   latents: ``F`` pixel frames become ``1 + (F - 1) // 4`` latent frames, its text encoder is
   UMT5, and its timestep is ``s * 1000`` for the flow sigma ``s``.
+- CogVideoX (``CogVideoXTransformer3DModel``) is a v-prediction transformer on CogVideoX's
+  SNR-shifted DDPM schedule, over a causal 3D VAE's latents (``1 + (F - 1) // 4`` frames again),
+  with T5 text; it takes latents frames first, ``[B, F, C, H, W]``, and 3D rotary embeddings
+  when its config says so.
 
-``unet`` is each adapter's trained denoiser, whatever its architecture (Wan's is a transformer):
+``unet`` is each adapter's trained denoiser, whatever its architecture (Wan's and CogVideoX's are
+transformers):
 checkpoints, the reference pool and exports all address it by that one name.
 """
 
@@ -27,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange
 from torch import nn
 
 from seppo_video.config import (
-    FLOW_MATCHING_SCHEDULERS,
     FLOW_SAMPLING_KEYS,
     PREDICTION_TYPES,
     Config,
@@ -39,7 +44,7 @@ from seppo_video.config import (
     LoraConfig,
     ModelConfig,
     NoiseSchedulerConfig,
-    is_flow_matching,
+    noise_family,
     require_package,
 )
 from seppo_video.models.tiny import WORLD_BASE_DIR, ensure_tiny
@@ -164,6 +169,12 @@ class VideoDiffusionAdapter:
     def _forward(self, unet, latents, timesteps, prompt_embeds) -> torch.Tensor:
         raise NotImplementedError
 
+    def initial_noise(self, shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
+        """The sampler's starting noise ``[B, C, F, h, w]``, one generator per sample, drawn in the layout
+        the backbone's pipeline draws it, so that a seed starts where the pipeline starts."""
+        return randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+
     # ------------------------------------------------------------ text and VAE
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
@@ -210,7 +221,27 @@ class VideoDiffusionAdapter:
         pixels = torch.cat(chunks).clamp(-1, 1)
         return rearrange(pixels, "(b f) c h w -> b c f h w", b=batch).contiguous()
 
+    # ------------------------------------------------------------ what the model takes
+    @classmethod
+    def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
+        """The configured resolution and frames against the folders' ``config.json`` files (``vae``: the VAE's):
+        a 2D VAE downsamples by 2 per block after the first; motion modules cover ``motion_max_seq_length`` frames."""
+        _check_resolution(config.data.resolution, cls.vae_factors(vae)[1], "the VAE's downsampling factor")
+        if paths.motion_adapter is not None:
+            limit = _component_config(paths.motion_adapter, "model.motion_adapter").get("motion_max_seq_length", 32)
+            if config.data.num_frames > limit:
+                raise ConfigError(
+                    f"data.num_frames: {config.data.num_frames} is more than the {limit} frames the motion modules' "
+                    f"positional embeddings cover (use at most {limit})"
+                )
+
     # ------------------------------------------------------------ trainable parameters
+    @classmethod
+    def vae_factors(cls, vae: dict) -> tuple[int, int]:
+        """``(temporal, spatial)`` compression of the VAE (its ``config.json`` as ``vae``): pixel frames
+        per latent frame after the first (1: frames are encoded one by one), pixels per latent side."""
+        return 1, 2 ** (len(vae["block_out_channels"]) - 1)
+
     def is_temporal(self, name: str) -> bool:
         """Whether a UNet parameter belongs to the temporal (motion) layers."""
         raise ConfigError(
@@ -390,28 +421,123 @@ class ImageAdapter(VideoDiffusionAdapter):
         }
 
 
-class WanAdapter(VideoDiffusionAdapter):
+class VideoTransformerAdapter(VideoDiffusionAdapter):
+    """What the video transformers (Wan, CogVideoX) share: the denoiser in ``transformer/``, a causal 3D
+    VAE that keeps frame 0 and compresses every ``temporal`` frames after it (``F = 1 + temporal k``
+    pixel frames are ``1 + k`` latent frames), whole clips through that VAE, a deterministic
+    reference sampler, and LoRA saved in peft's naming. Their blocks attend over space and time
+    together, so there is no separate temporal part (train ``lora`` or ``full``).
+    """
+
+    denoiser_folder = "transformer"
+    lora_layers_argument = "transformer_lora_layers"
+    display_name = ""  # for messages
+
+    @classmethod
+    def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
+        """``(temporal, spatial)``: the VAE's temporal factor, and the pixel size of one transformer patch."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
+        """Frames ``1 + temporal k``, a resolution that patches evenly, and ``eta = 0`` (no noise term to scale)."""
+        transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
+        temporal, spatial = cls.compression(vae, transformer)
+        frames = config.data.num_frames
+        if (frames - 1) % temporal:
+            below = (frames - 1) // temporal * temporal + 1
+            raise ConfigError(
+                f"data.num_frames: {frames} is not 1 + {temporal}k, the clip lengths {cls.display_name}'s causal VAE "
+                f"encodes (use {below} or {below + temporal}: {1 + (below - 1) // temporal} or "
+                f"{2 + (below - 1) // temporal} latent frames)"
+            )
+        _check_resolution(config.data.resolution, spatial,
+                          "the VAE's downsampling factor times the transformer's patch size")
+        if config.seppo.ref_eta:
+            raise ConfigError(f"seppo.ref_eta: {config.seppo.ref_eta}, but {cls.display_name} samples references with "
+                              f"the deterministic {cls.sampler_class_name} (set it to 0)")
+
+    def _to_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """The VAE's posterior value ``z`` as the latents the transformer is trained on."""
+        raise NotImplementedError
+
+    def _from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``_to_latents``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pixels ``[B, 3, F, H, W]`` in [-1, 1] (``F = 1 + 4k``; LTX: ``1 + 8k``) to latents ``[B, C, 1 + k, h, w]``.
+
+        The causal VAE sees whole clips (it streams them through its own frame cache, so
+        ``vae_chunk_frames`` does not apply), one video per call.
+        """
+        vae_dtype = next(self.vae.parameters()).dtype
+        latents = []
+        for video in pixels.split(1):
+            posterior = self.vae.encode(video.to(self.vae.device, vae_dtype)).latent_dist
+            latents.append(posterior.sample(generator) if generator is not None else posterior.mode())
+        return self._to_latents(torch.cat(latents)).contiguous()
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1] (LTX: ``1 + 8 (f - 1)``;
+        CogVideoX's decoder: for an odd ``f``, it returns ``4 f`` frames for an even one)."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        z = self._from_latents(latents.to(self.vae.device, vae_dtype))
+        return torch.cat([self.vae.decode(video).sample for video in z.split(1)]).clamp(-1, 1)
+
+    def lora_layers(self) -> dict[str, torch.Tensor]:
+        """peft's own naming, which the transformer LoRA loaders (``WanLoraLoaderMixin``,
+        ``CogVideoXLoraLoaderMixin``, ``LTXVideoLoraLoaderMixin``) read, as diffusers' transformer LoRA
+        training scripts save them."""
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.unet)
+
+    def set_attention_backend(self, backend: str) -> None:
+        # Wan's and LTX's attention processors go through diffusers' attention dispatcher, whose
+        # default is torch SDPA: keep them (AttnProcessor2_0 would drop the rotary embedding) and
+        # only switch the dispatcher's backend for xformers.
+        if backend == "sdpa":
+            return
+        if backend == "xformers":
+            require_package("model.attention", backend)
+            self.unet.set_attention_backend("xformers")
+        else:
+            raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
+
+
+class WanAdapter(VideoTransformerAdapter):
     """Wan 2.1 text-to-video: ``WanTransformer3DModel`` on ``AutoencoderKLWan`` latents, UMT5 text.
 
     Flow matching (the scheduler folder holds a ``FlowMatchEulerDiscreteScheduler``): the
-    transformer predicts the velocity ``eps - x0`` at timestep ``s * T``. Its blocks attend over
-    space and time together, so there is no separate temporal part (train ``lora`` or ``full``).
+    transformer predicts the velocity ``eps - x0`` at timestep ``s * T``.
     """
 
     kind = "wan"
+    display_name = "Wan"
     pipeline_class_name = "WanPipeline"
     unet_class_name = "WanTransformer3DModel"
-    denoiser_folder = "transformer"
     vae_class_name = "AutoencoderKLWan"
     text_encoder_class_name = "UMT5EncoderModel"
     tokenizer_class_name = "AutoTokenizer"
     sampler_class_name = "FlowMatchEulerDiscreteScheduler"
-    lora_layers_argument = "transformer_lora_layers"
     max_sequence_length = 512  # WanPipeline's default: every prompt row is padded to it
 
     @property
     def prediction_type(self) -> str:
         return "flow_prediction"  # diffusers' name for the velocity target (UniPC's flow mode)
+
+    @classmethod
+    def vae_factors(cls, vae: dict) -> tuple[int, int]:
+        return vae.get("scale_factor_temporal") or 4, vae.get("scale_factor_spatial") or 8
+
+    @classmethod
+    def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
+        # WanPipeline's own factors: 16 pixels per patch for Wan 2.1 (8x VAE, 2x2 patches).
+        temporal, spatial = cls.vae_factors(vae)
+        return temporal, spatial * transformer["patch_size"][-1]
 
     def _forward(self, unet, latents, timesteps, prompt_embeds):
         return unet(hidden_states=latents, timestep=timesteps, encoder_hidden_states=prompt_embeds,
@@ -443,49 +569,203 @@ class WanAdapter(VideoDiffusionAdapter):
         std = torch.tensor(self.vae.config.latents_std).view(shape).to(like.device, like.dtype)
         return mean, std
 
-    @torch.no_grad()
-    def encode_video(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pixels ``[B, 3, F, H, W]`` in [-1, 1] (``F = 1 + 4k``) to normalised latents ``[B, C, 1 + k, h, w]``.
-
-        The causal VAE sees whole clips (it streams them four frames at a time through its
-        feature cache itself, so ``vae_chunk_frames`` does not apply), one video per call.
-        Latents are ``(z - latents_mean) / latents_std``, the inverse of WanPipeline's decode.
-        """
-        vae_dtype = next(self.vae.parameters()).dtype
-        latents = []
-        for video in pixels.split(1):
-            posterior = self.vae.encode(video.to(self.vae.device, vae_dtype)).latent_dist
-            latents.append(posterior.sample(generator) if generator is not None else posterior.mode())
-        z = torch.cat(latents)
+    def _to_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """``(z - latents_mean) / latents_std``, the inverse of WanPipeline's decode."""
         mean, std = self._latent_stats(z)
-        return ((z - mean) / std).contiguous()
+        return (z - mean) / std
+
+    def _from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = self._latent_stats(latents)
+        return latents * std + mean
+
+class CogVideoXAdapter(VideoTransformerAdapter):
+    """CogVideoX 1.0 text-to-video (2B / 5B): ``CogVideoXTransformer3DModel`` on ``AutoencoderKLCogVideoX``
+    latents, T5 text.
+
+    v-prediction on CogVideoX's SNR-shifted, zero-terminal-SNR DDPM schedule (the scheduler folder's
+    ``CogVideoXDDIMScheduler`` / ``CogVideoXDPMScheduler``), integer timesteps. The transformer takes
+    latents frames first (``[B, F, C, H, W]``); latents are the VAE's ``z`` times its ``scaling_factor``.
+    """
+
+    kind = "cogvideox"
+    display_name = "CogVideoX"
+    pipeline_class_name = "CogVideoXPipeline"
+    unet_class_name = "CogVideoXTransformer3DModel"
+    vae_class_name = "AutoencoderKLCogVideoX"
+    text_encoder_class_name = "T5EncoderModel"
+    tokenizer_class_name = "T5Tokenizer"
+    sampler_class_name = "CogVideoXDDIMScheduler"  # deterministic; CogVideoXPipeline's (2B) scheduler
+    # CogVideoXPipeline's default: prompts are padded to it, and without rotary embeddings the
+    # transformer's positional table covers exactly max_text_seq_length (226) text tokens.
+    max_sequence_length = 226
+
+    @classmethod
+    def vae_factors(cls, vae: dict) -> tuple[int, int]:
+        # CogVideoXPipeline's factors: the VAE halves space per block after the first.
+        return vae.get("temporal_compression_ratio") or 4, 2 ** (len(vae["block_out_channels"]) - 1)
+
+    @classmethod
+    def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
+        temporal, spatial = cls.vae_factors(vae)
+        return temporal, spatial * transformer["patch_size"]  # 2x2 patches
+
+    @classmethod
+    def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
+        transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
+        if transformer.get("patch_size_t") is not None:
+            raise ConfigError(
+                f"model.pretrained: {paths.pipeline / 'transformer'} is a CogVideoX 1.5 transformer (patch_size_t "
+                f"{transformer['patch_size_t']}), whose pipeline pads the latent frames; only CogVideoX 1.0 (2B, 5B) "
+                "folders are supported"
+            )
+        super().check_fits(config, paths, vae)
+
+    def _forward(self, unet, latents, timesteps, prompt_embeds):
+        frames_first = latents.transpose(1, 2).contiguous()
+        output = unet(hidden_states=frames_first, encoder_hidden_states=prompt_embeds, timestep=timesteps,
+                      image_rotary_emb=self._rotary_embedding(latents.shape[2:], latents.device), return_dict=False)[0]
+        return output.transpose(1, 2)
+
+    def _rotary_embedding(self, latent_shape: torch.Size, device: torch.device):
+        """The 3D rotary (cos, sin) tables ``CogVideoXPipeline`` builds for latents of ``(frames, h, w)``
+        (CogVideoX-5B), or None for a transformer with sinusoidal positions (2B)."""
+        config = self.unet.config
+        if not config.use_rotary_positional_embeddings:
+            return None
+        from diffusers.models.embeddings import get_3d_rotary_pos_embed
+        from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+        frames, height, width = latent_shape
+        grid = (height // config.patch_size, width // config.patch_size)
+        crops = get_resize_crop_region_for_grid(grid, config.sample_width // config.patch_size,
+                                                config.sample_height // config.patch_size)
+        return get_3d_rotary_pos_embed(embed_dim=config.attention_head_dim, crops_coords=crops, grid_size=grid,
+                                       temporal_size=frames, device=device)
+
+    def initial_noise(self, shape, generators, device, dtype) -> torch.Tensor:
+        batch, channels, frames, height, width = shape  # CogVideoXPipeline draws frames first
+        noise = randn_tensor((batch, frames, channels, height, width), generator=generators, device=device, dtype=dtype)
+        return noise.transpose(1, 2)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """T5 states ``[B, 226, D]`` as ``CogVideoXPipeline`` computes them: padded to 226 tokens, no attention mask."""
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_sequence_length,
+                                truncation=True, add_special_tokens=True, return_tensors="pt")
+        device = next(self.text_encoder.parameters()).device
+        return self.text_encoder(tokens.input_ids.to(device))[0]
+
+    def _to_latents(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.vae_scaling_factor
+
+    def _from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self.vae_scaling_factor
+
+    def set_attention_backend(self, backend: str) -> None:
+        # CogVideoX's attention processors prepend the text tokens and apply the rotary embedding, and
+        # call torch SDPA themselves: keep them; other processors (xformers) would drop both.
+        if backend != "sdpa":
+            raise ConfigError(f"model.attention: {backend!r} is not allowed for CogVideoX, whose attention "
+                              "processors call torch SDPA themselves (allowed: 'sdpa')")
+
+
+class LTXAdapter(VideoTransformerAdapter):
+    """LTX-Video text-to-video: ``LTXVideoTransformer3DModel`` on ``AutoencoderKLLTXVideo`` latents, T5 text.
+
+    Flow matching with a dynamic shift (the scheduler folder's ``FlowMatchEulerDiscreteScheduler`` with
+    ``use_dynamic_shifting``: the shift grows with the video's token count). The VAE compresses 32x in
+    space and 8x in time, and latents are its ``z`` normalised by the per-channel ``latents_mean`` /
+    ``latents_std`` and ``scaling_factor``. The transformer takes them packed, ``[B, F h w, C]``, with
+    the video's size, the text's attention mask and RoPE scaled by the frame rate; padded text rows
+    are zero in the prompt states, which is how the mask travels with them (``_forward`` rebuilds it).
+    """
+
+    kind = "ltx"
+    display_name = "LTX-Video"
+    pipeline_class_name = "LTXPipeline"
+    unet_class_name = "LTXVideoTransformer3DModel"
+    vae_class_name = "AutoencoderKLLTXVideo"
+    text_encoder_class_name = "T5EncoderModel"
+    tokenizer_class_name = "T5Tokenizer"
+    sampler_class_name = "FlowMatchEulerDiscreteScheduler"
+    max_sequence_length = 128  # LTXPipeline's default
+    # LTXPipeline's default frame_rate: RoPE's time axis is scaled by temporal compression / frame rate.
+    frame_rate = 25
+
+    @property
+    def prediction_type(self) -> str:
+        return "flow_prediction"
+
+    @classmethod
+    def vae_factors(cls, vae: dict) -> tuple[int, int]:
+        # AutoencoderKLLTXVideo's own ratios: a patch of patch_size pixels, then one halving (of frames
+        # and of each side) per spatio-temporal block.
+        halvings = 2 ** sum(vae.get("spatio_temporal_scaling", (True, True, True, False)))
+        return vae.get("patch_size_t", 1) * halvings, vae.get("patch_size", 4) * halvings
+
+    @classmethod
+    def compression(cls, vae: dict, transformer: dict) -> tuple[int, int]:
+        temporal, spatial = cls.vae_factors(vae)  # times the transformer's patch size
+        return temporal * transformer.get("patch_size_t", 1), spatial * transformer.get("patch_size", 1)
+
+    def _forward(self, unet, latents, timesteps, prompt_embeds):
+        batch, channels, frames, height, width = latents.shape
+        packed = latents.flatten(2).transpose(1, 2)  # [B, F h w, C]: LTXPipeline's packing with 1x1x1 patches
+        mask = (prompt_embeds != 0).any(dim=-1)  # encode_prompt zeroes the padded rows
+        output = unet(hidden_states=packed, encoder_hidden_states=prompt_embeds, timestep=timesteps,
+                      encoder_attention_mask=mask, num_frames=frames, height=height, width=width,
+                      rope_interpolation_scale=self._rope_scale(), return_dict=False)[0]
+        return output.transpose(1, 2).reshape(batch, channels, frames, height, width)
+
+    def _rope_scale(self) -> tuple[float, int, int]:
+        spatial = self.vae.spatial_compression_ratio
+        return self.vae.temporal_compression_ratio / self.frame_rate, spatial, spatial
+
+    @classmethod
+    def check_fits(cls, config: Config, paths: ModelPaths, vae: dict) -> None:
+        transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
+        if (transformer.get("patch_size", 1), transformer.get("patch_size_t", 1)) != (1, 1):
+            raise ConfigError(f"model.pretrained: {paths.pipeline / 'transformer'} patches its latents (patch_size "
+                              f"{transformer.get('patch_size')}, patch_size_t {transformer.get('patch_size_t')}); "
+                              "only the published LTX-Video layout (1 x 1 x 1) is supported")
+        super().check_fits(config, paths, vae)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """T5 states ``[B, 128, D]`` as ``LTXPipeline`` computes them (no mask into the encoder), with the
+        padded rows set to zero: the transformer attends to the rows its mask allows, so zeroed rows change
+        nothing there, and they carry the mask (and the latent cache stores it) without a second tensor."""
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_sequence_length,
+                                truncation=True, add_special_tokens=True, return_attention_mask=True,
+                                return_tensors="pt")
+        device = next(self.text_encoder.parameters()).device
+        states = self.text_encoder(tokens.input_ids.to(device))[0]
+        return states * tokens.attention_mask.to(device).unsqueeze(-1).to(states.dtype)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1, 1)
+        return (self.vae.latents_mean.view(shape).to(like.device, like.dtype),
+                self.vae.latents_std.view(shape).to(like.device, like.dtype))
+
+    def _to_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """``(z - latents_mean) * scaling_factor / latents_std``, LTXPipeline's normalisation."""
+        mean, std = self._latent_stats(z)
+        return (z - mean) * self.vae_scaling_factor / std
+
+    def _from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        mean, std = self._latent_stats(latents)
+        return latents * std / self.vae_scaling_factor + mean
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents ``[B, C, f, h, w]`` to pixels ``[B, 3, 1 + 4 (f - 1), H, W]`` in [-1, 1]."""
+        """As the base class; a timestep-conditioned decoder (LTX-Video 0.9.1) decodes at timestep 0 without
+        noise, LTXPipeline's defaults."""
+        if not self.vae.config.timestep_conditioning:
+            return super().decode_latents(latents)
         vae_dtype = next(self.vae.parameters()).dtype
-        mean, std = self._latent_stats(latents.to(vae_dtype))
-        z = latents.to(self.vae.device, vae_dtype) * std + mean
-        return torch.cat([self.vae.decode(video).sample for video in z.split(1)]).clamp(-1, 1)
-
-    def set_attention_backend(self, backend: str) -> None:
-        # Wan's attention processors go through diffusers' attention dispatcher, whose default is
-        # torch SDPA: keep them (AttnProcessor2_0 would drop the rotary embedding) and only switch
-        # the dispatcher's backend for xformers.
-        if backend == "sdpa":
-            return
-        if backend == "xformers":
-            require_package("model.attention", backend)
-            self.unet.set_attention_backend("xformers")
-        else:
-            raise ConfigError(f"model.attention: {backend!r} is not allowed (allowed: 'sdpa', 'xformers')")
-
-    def lora_layers(self) -> dict[str, torch.Tensor]:
-        """peft's own naming, which the transformer LoRA loaders (WanLoraLoaderMixin) read, as
-        diffusers' transformer LoRA training scripts save them."""
-        from peft.utils import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(self.unet)
+        z = self._from_latents(latents.to(self.vae.device, vae_dtype))
+        zero = torch.zeros(1, device=z.device, dtype=vae_dtype)
+        return torch.cat([self.vae.decode(video, temb=zero).sample for video in z.split(1)]).clamp(-1, 1)
 
 
 _CHECKPOINTED_CLASSES: dict[type, type] = {}
@@ -514,6 +794,8 @@ ADAPTERS: dict[str, type[VideoDiffusionAdapter]] = {
     "modelscope": ModelScopeAdapter,
     "sd": ImageAdapter,
     "wan": WanAdapter,
+    "cogvideox": CogVideoXAdapter,
+    "ltx": LTXAdapter,
 }
 
 
@@ -545,6 +827,7 @@ def resolve_paths(config: ModelConfig) -> ModelPaths:
     return ModelPaths(pipeline, motion)
 
 
+_FAMILY_NAMES = {"flow": "a flow-matching", "cogvideox": "a CogVideoX (SNR-shifted DDPM)", "ddpm": "a DDPM-style"}
 # The model.noise_scheduler keys that only one kind of forward process has.
 _DDPM_ONLY_KEYS = ("beta_schedule", "beta_start", "beta_end", "prediction_type", "timestep_spacing",
                    "rescale_betas_zero_snr")
@@ -561,13 +844,15 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
     """
     folder = _component_config(paths.pipeline / "scheduler", "model.pretrained", "scheduler_config.json")
     explicit = {key: value for key, value in dataclasses.asdict(overrides).items() if value is not None}
-    flow = is_flow_matching(folder)
-    if flow != (ADAPTERS[kind].sampler_class_name in FLOW_MATCHING_SCHEDULERS):
-        found = "a flow-matching" if flow else "a DDPM-style"
+    family = noise_family(folder)
+    trained = noise_family({"_class_name": ADAPTERS[kind].sampler_class_name})
+    if family != trained:
         raise ConfigError(
-            f"model.pretrained: {paths.pipeline / 'scheduler'} holds {found} {folder.get('_class_name')}, which "
-            f"model.kind={kind!r} does not train (is model.kind right for this folder?)"
+            f"model.pretrained: {paths.pipeline / 'scheduler'} holds {_FAMILY_NAMES[family]} "
+            f"{folder.get('_class_name')}, which model.kind={kind!r} does not train (it trains on "
+            f"{_FAMILY_NAMES[trained]} schedule; is model.kind right for this folder?)"
         )
+    flow = family == "flow"
     foreign = [key for key in explicit if key in (_DDPM_ONLY_KEYS if flow else _FLOW_ONLY_KEYS)]
     if foreign:
         allowed = _FLOW_ONLY_KEYS if flow else _DDPM_ONLY_KEYS
@@ -575,6 +860,12 @@ def resolve_noise_schedule(kind: str, paths: ModelPaths, overrides: NoiseSchedul
         raise ConfigError(
             f"model.noise_scheduler.{foreign[0]}: {paths.pipeline / 'scheduler'} is {process} scheduler, "
             f"which has no such setting (allowed here: {', '.join(allowed)})"
+        )
+    if flow and folder.get("use_dynamic_shifting") and "shift" in explicit:
+        raise ConfigError(
+            f"model.noise_scheduler.shift: {paths.pipeline / 'scheduler'} shifts dynamically (use_dynamic_shifting: "
+            "the shift grows with the video's token count, from base_shift to max_shift), so a fixed shift does not "
+            "apply; leave it null"
         )
     explicit = {key: value for key, value in explicit.items() if key not in FLOW_SAMPLING_KEYS}
     if flow:
@@ -611,11 +902,8 @@ def latent_shape(config: ModelConfig, num_frames: int, resolution: int) -> tuple
     paths = resolve_paths(config)
     adapter = ADAPTERS[config.kind]
     channels = _component_config(paths.pipeline / adapter.denoiser_folder, "model.pretrained")["in_channels"]
-    vae = _component_config(paths.pipeline / "vae", "model.pretrained")
-    if config.kind == "wan":
-        spatial, frames = vae.get("scale_factor_spatial") or 8, 1 + (num_frames - 1) // (vae.get("scale_factor_temporal") or 4)
-    else:
-        spatial, frames = 2 ** (len(vae["block_out_channels"]) - 1), num_frames
+    temporal, spatial = adapter.vae_factors(_component_config(paths.pipeline / "vae", "model.pretrained"))
+    frames = num_frames if temporal == 1 else 1 + (num_frames - 1) // temporal
     return channels, frames, resolution // spatial, resolution // spatial
 
 
@@ -634,38 +922,7 @@ def check_model_fits(config: Config) -> None:
             f"with {schedule['num_train_timesteps']} timesteps (set it to {schedule['num_train_timesteps']})"
         )
     vae = _component_config(paths.pipeline / "vae", "model.pretrained")
-    if config.model.kind == "wan":
-        _check_wan_fits(config, paths, vae)
-        return
-    _check_resolution(config.data.resolution, 2 ** (len(vae["block_out_channels"]) - 1), "the VAE's downsampling factor")
-    if paths.motion_adapter is not None:
-        limit = _component_config(paths.motion_adapter, "model.motion_adapter").get("motion_max_seq_length", 32)
-        if config.data.num_frames > limit:
-            raise ConfigError(
-                f"data.num_frames: {config.data.num_frames} is more than the {limit} frames the motion modules' "
-                f"positional embeddings cover (use at most {limit})"
-            )
-
-
-def _check_wan_fits(config: Config, paths: ModelPaths, vae: dict) -> None:
-    """Wan's VAE keeps frame 0 and compresses every 4 (``scale_factor_temporal``) after it, and its
-    transformer patches the latents: frames must be ``1 + 4k``, the resolution a multiple of the
-    VAE's spatial factor times the patch size (WanPipeline's own check, 16 for Wan 2.1)."""
-    temporal = vae.get("scale_factor_temporal") or 4
-    frames = config.data.num_frames
-    if (frames - 1) % temporal:
-        below = (frames - 1) // temporal * temporal + 1
-        raise ConfigError(
-            f"data.num_frames: {frames} is not 1 + {temporal}k, the clip lengths Wan's causal VAE encodes "
-            f"(use {below} or {below + temporal}: {1 + (below - 1) // temporal} or {2 + (below - 1) // temporal} "
-            "latent frames)"
-        )
-    transformer = _component_config(paths.pipeline / "transformer", "model.pretrained")
-    factor = (vae.get("scale_factor_spatial") or 8) * transformer["patch_size"][-1]
-    _check_resolution(config.data.resolution, factor, "the VAE's downsampling factor times the transformer's patch size")
-    if config.seppo.ref_eta:
-        raise ConfigError(f"seppo.ref_eta: {config.seppo.ref_eta}, but Wan samples references with the deterministic "
-                          "flow-matching Euler scheduler (set it to 0)")
+    ADAPTERS[config.model.kind].check_fits(config, paths, vae)
 
 
 def _check_resolution(resolution: int, factor: int, what: str) -> None:

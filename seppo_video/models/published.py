@@ -337,3 +337,177 @@ def wan21_scheduler() -> dict[str, Any]:
         "steps_offset": 0,
         "final_sigmas_type": "zero",
     }
+
+
+# ---------------------------------------------------------------- CogVideoX-2b (THUDM/CogVideoX-2b)
+
+T5_VOCAB_SIZE = 32128  # google/t5-v1_1-xxl, the CogVideoX text encoder's vocab_size
+
+
+def cogvideox_2b_transformer() -> dict[str, Any]:
+    # THUDM/CogVideoX-2b, transformer/config.json: diffusers' scripts/convert_cogvideox_to_diffusers.py
+    # builds it as CogVideoXTransformer3DModel's defaults with 30 layers, 30 heads and no rotary
+    # embeddings ("For CogVideoX-2B, num_layers is 30 ... use_rotary_positional_embeddings is False");
+    # the defaults below are that class's (dim 1920 = 30 x 64, 49 frames of 60 x 90 latents, 226 text tokens).
+    return {
+        "num_attention_heads": 30,
+        "attention_head_dim": 64,
+        "in_channels": 16,
+        "out_channels": 16,
+        "flip_sin_to_cos": True,
+        "freq_shift": 0,
+        "time_embed_dim": 512,
+        "text_embed_dim": 4096,
+        "num_layers": 30,
+        "dropout": 0.0,
+        "attention_bias": True,
+        "sample_width": 90,
+        "sample_height": 60,
+        "sample_frames": 49,
+        "patch_size": 2,
+        "temporal_compression_ratio": 4,
+        "max_text_seq_length": 226,
+        "activation_fn": "gelu-approximate",
+        "timestep_activation_fn": "silu",
+        "norm_elementwise_affine": True,
+        "norm_eps": 1e-5,
+        "spatial_interpolation_scale": 1.875,
+        "temporal_interpolation_scale": 1.0,
+        "use_rotary_positional_embeddings": False,
+        "use_learned_positional_embeddings": False,
+    }
+
+
+def cogvideox_2b_vae() -> dict[str, Any]:
+    # THUDM/CogVideoX-2b, vae/config.json: AutoencoderKLCogVideoX's defaults (8x spatial, 4x temporal
+    # compression, 16 latent channels) with the 2B's scaling_factor 1.15258426 (the 5B's is 0.7), as
+    # diffusers' scripts/convert_cogvideox_to_diffusers.py writes it.
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("CogVideoXDownBlock3D",) * 4,
+        "up_block_types": ("CogVideoXUpBlock3D",) * 4,
+        "block_out_channels": (128, 256, 256, 512),
+        "latent_channels": 16,
+        "layers_per_block": 3,
+        "act_fn": "silu",
+        "norm_eps": 1e-6,
+        "norm_num_groups": 32,
+        "temporal_compression_ratio": 4,
+        "sample_height": 480,
+        "sample_width": 720,
+        "scaling_factor": 1.15258426,
+        "force_upcast": True,
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+    }
+
+
+def t5_v1_1_xxl_encoder() -> dict[str, Any]:
+    # THUDM/CogVideoX-2b, text_encoder/config.json: google/t5-v1_1-xxl's encoder (the conversion script
+    # loads it from there); google-research's t5.1.1.xxl.gin: d_model 4096, d_ff 10240, 64 heads, 24 layers,
+    # gated-GELU feed-forward.
+    return {
+        "vocab_size": T5_VOCAB_SIZE,
+        "d_model": 4096,
+        "d_kv": 64,
+        "d_ff": 10240,
+        "num_layers": 24,
+        "num_heads": 64,
+        "relative_attention_num_buckets": 32,
+        "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu",
+        "dropout_rate": 0.1,
+        "layer_norm_epsilon": 1e-6,
+    }
+
+
+def cogvideox_2b_scheduler() -> dict[str, Any]:
+    # THUDM/CogVideoX-2b, scheduler/scheduler_config.json, as diffusers' scripts/convert_cogvideox_to_diffusers.py
+    # writes it: CogVideoXDDIMScheduler, scaled-linear betas 0.00085 to 0.012, SNR shift 3.0, zero terminal
+    # SNR, trailing spacing, v-prediction; set_alpha_to_one, no clipping.
+    return {
+        "_class_name": "CogVideoXDDIMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "set_alpha_to_one": True,
+        "steps_offset": 0,
+        "prediction_type": "v_prediction",
+        "timestep_spacing": "trailing",
+        "rescale_betas_zero_snr": True,
+        "snr_shift_scale": 3.0,
+    }
+
+
+# ---------------------------------------------------------------- LTX-Video 0.9 (Lightricks/LTX-Video)
+
+
+def ltx_video_transformer() -> dict[str, Any]:
+    # Lightricks/LTX-Video, transformer/config.json: diffusers' scripts/convert_ltx_to_diffusers.py builds
+    # it as LTXVideoTransformer3DModel's defaults, which are these (dim 2048 = 32 heads x 64, 28 blocks,
+    # 128 latent channels unpatched, T5-XXL captions of 4096).
+    return {
+        "in_channels": 128,
+        "out_channels": 128,
+        "patch_size": 1,
+        "patch_size_t": 1,
+        "num_attention_heads": 32,
+        "attention_head_dim": 64,
+        "cross_attention_dim": 2048,
+        "num_layers": 28,
+        "activation_fn": "gelu-approximate",
+        "qk_norm": "rms_norm_across_heads",
+        "norm_elementwise_affine": False,
+        "norm_eps": 1e-6,
+        "caption_channels": 4096,
+        "attention_bias": True,
+        "attention_out_bias": True,
+    }
+
+
+def ltx_video_vae() -> dict[str, Any]:
+    # Lightricks/LTX-Video (0.9.0), vae/config.json: diffusers' scripts/convert_ltx_to_diffusers.py,
+    # get_vae_config("0.9.0"): 4x4 pixel patches and three spatio-temporal halvings (32x space, 8x time),
+    # 128 latent channels, a non-causal decoder without timestep conditioning.
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 128,
+        "block_out_channels": (128, 256, 512, 512),
+        "decoder_block_out_channels": (128, 256, 512, 512),
+        "layers_per_block": (4, 3, 3, 3, 4),
+        "decoder_layers_per_block": (4, 3, 3, 3, 4),
+        "spatio_temporal_scaling": (True, True, True, False),
+        "decoder_spatio_temporal_scaling": (True, True, True, False),
+        "decoder_inject_noise": (False, False, False, False, False),
+        "upsample_residual": (False, False, False, False),
+        "upsample_factor": (1, 1, 1, 1),
+        "patch_size": 4,
+        "patch_size_t": 1,
+        "resnet_norm_eps": 1e-6,
+        "scaling_factor": 1.0,
+        "encoder_causal": True,
+        "decoder_causal": False,
+        "timestep_conditioning": False,
+    }
+
+
+def ltx_video_scheduler() -> dict[str, Any]:
+    # Lightricks/LTX-Video, scheduler/scheduler_config.json, as diffusers' scripts/convert_ltx_to_diffusers.py
+    # writes it: flow-matching Euler with a dynamic shift (mu from 0.95 at 1024 to 2.05 at 4096 latent tokens)
+    # stretched to end at 0.1; the exponential time shift is the class default.
+    return {
+        "_class_name": "FlowMatchEulerDiscreteScheduler",
+        "num_train_timesteps": 1000,
+        "shift": 1.0,
+        "use_dynamic_shifting": True,
+        "base_shift": 0.95,
+        "max_shift": 2.05,
+        "base_image_seq_len": 1024,
+        "max_image_seq_len": 4096,
+        "shift_terminal": 0.1,
+        "time_shift_type": "exponential",
+    }

@@ -28,6 +28,13 @@ Variants (``--variant``):
   the Wan 2.1 VAE, and a UMT5-XXL encoder cut to ``TEXT_ENCODER_LAYERS`` of its 24 layers, its
   256384-row embedding kept; the tokenizer is the tiny models' offline character-level T5 one
   (its ``<pad>`` / ``</s>`` / ``<unk>`` are 0 / 1 / 2, as in UMT5's).
+- ``cogvideox``: ``2b`` (THUDM/CogVideoX-2b): the ``CogVideoXTransformer3DModel`` (30 blocks of width
+  1920, sinusoidal positions), the CogVideoX VAE, a T5 v1.1 XXL encoder cut to ``TEXT_ENCODER_LAYERS``
+  of its 24 layers (its 32128-row embedding kept), the same offline T5 tokenizer padding to 226
+  tokens, and the published ``CogVideoXDDIMScheduler``.
+- ``ltx``: ``0.9.0`` (Lightricks/LTX-Video): the ``LTXVideoTransformer3DModel`` (28 blocks of width
+  2048), the 0.9.0 VAE (32x / 8x), the T5 v1.1 XXL encoder cut like CogVideoX's, the offline T5
+  tokenizer padding to 128 tokens, and the dynamically shifted flow-matching scheduler.
 
 Sizes (fp32 safetensors): the ModelScope UNet alone is 1.41 B parameters, 5.6 GB.
 """
@@ -40,13 +47,14 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from seppo_video.atomic import atomic_directory
 from seppo_video.models import published
-from seppo_video.models.tiny import build_tokenizer, default_cache_dir
+from seppo_video.models.tiny import build_t5_tokenizer, build_tokenizer, default_cache_dir
 
 REAL_SHAPE_VERSION = 1  # bump when a real-shape architecture changes: cached copies are rebuilt
 TEXT_ENCODER_LAYERS = 2
@@ -55,6 +63,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "sd": ("sd15", "sd21-v"),
     "modelscope": ("ms-1.7b",),
     "wan": ("t2v-1.3b",),
+    "cogvideox": ("2b",),
+    "ltx": ("0.9.0",),
 }
 MARKER = "seppo_real.json"
 
@@ -149,25 +159,55 @@ def _write_pipeline(variant: str, target: Path, scratch: Path, layers: int, prog
     shutil.rmtree(scratch / ".tokenizer", ignore_errors=True)
 
 
-def _write_wan_pipeline(target: Path, scratch: Path, layers: int, progress) -> None:
-    """Wan 2.1 T2V 1.3B, component by component, saved as a ``WanPipeline`` folder."""
+@dataclass(frozen=True)
+class _TransformerPipeline:
+    """A transformer backbone's classes (diffusers / transformers names) and published configurations."""
+
+    pipeline: str
+    text_encoder: str
+    text_config: str  # the transformers config class of ``text_encoder``
+    text: Callable[[], dict]
+    vae: str
+    vae_config: Callable[[], dict]
+    transformer: str
+    transformer_config: Callable[[], dict]
+    scheduler: Callable[[], dict]
+    max_length: int  # the pipeline's prompt padding, the tokenizer's model_max_length
+
+
+_TRANSFORMER_PIPELINES = {
+    "wan": _TransformerPipeline("WanPipeline", "UMT5EncoderModel", "UMT5Config", published.umt5_xxl_encoder,
+                                "AutoencoderKLWan", published.wan21_vae, "WanTransformer3DModel",
+                                published.wan21_t2v_1_3b_transformer, published.wan21_scheduler, 512),
+    "cogvideox": _TransformerPipeline("CogVideoXPipeline", "T5EncoderModel", "T5Config", published.t5_v1_1_xxl_encoder,
+                                      "AutoencoderKLCogVideoX", published.cogvideox_2b_vae,
+                                      "CogVideoXTransformer3DModel", published.cogvideox_2b_transformer,
+                                      published.cogvideox_2b_scheduler, 226),
+    "ltx": _TransformerPipeline("LTXPipeline", "T5EncoderModel", "T5Config", published.t5_v1_1_xxl_encoder,
+                                "AutoencoderKLLTXVideo", published.ltx_video_vae, "LTXVideoTransformer3DModel",
+                                published.ltx_video_transformer, published.ltx_video_scheduler, 128),
+}
+
+
+def _write_transformer_pipeline(kind: str, target: Path, scratch: Path, layers: int, progress) -> None:
+    """Wan 2.1 T2V 1.3B or CogVideoX-2b, component by component, saved as its pipeline's folder; the
+    T5-family text encoder keeps ``layers`` of its layers and the offline character-level T5 tokenizer."""
     import diffusers
-    from transformers import UMT5Config, UMT5EncoderModel
+    import transformers
 
-    from seppo_video.models.tiny import build_t5_tokenizer
-
-    tokenizer = build_t5_tokenizer(scratch / ".tokenizer")
-    encoder_config = UMT5Config(**{**published.umt5_xxl_encoder(), "num_layers": layers},
-                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                decoder_start_token_id=tokenizer.pad_token_id)
-    text_encoder = _built("text_encoder", lambda: UMT5EncoderModel(encoder_config), progress)
-    vae = _built("vae", lambda: diffusers.AutoencoderKLWan(**published.wan21_vae()), progress)
-    transformer = _built(
-        "transformer", lambda: diffusers.WanTransformer3DModel(**published.wan21_t2v_1_3b_transformer()), progress
-    )
-    scheduler = diffusers.UniPCMultistepScheduler.from_config(published.wan21_scheduler())
-    pipeline = diffusers.WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
-                                     transformer=transformer, scheduler=scheduler)
+    spec = _TRANSFORMER_PIPELINES[kind]
+    tokenizer = build_t5_tokenizer(scratch / ".tokenizer", model_max_length=spec.max_length)
+    config = getattr(transformers, spec.text_config)(
+        **{**spec.text(), "num_layers": layers}, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    text_encoder = _built("text_encoder", lambda: getattr(transformers, spec.text_encoder)(config), progress)
+    vae = _built("vae", lambda: getattr(diffusers, spec.vae)(**spec.vae_config()), progress)
+    transformer = _built("transformer", lambda: getattr(diffusers, spec.transformer)(**spec.transformer_config()),
+                         progress)
+    schedule = spec.scheduler()
+    scheduler = getattr(diffusers, schedule["_class_name"]).from_config(schedule)
+    pipeline = getattr(diffusers, spec.pipeline)(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                                                 transformer=transformer, scheduler=scheduler)
     _saved(target, pipeline.save_pretrained, progress)
     shutil.rmtree(scratch / ".tokenizer", ignore_errors=True)
 
@@ -224,8 +264,8 @@ def make_real_shape(
             adapter = _built("motion_adapter", lambda: MotionAdapter(**_MOTION_ADAPTERS[variant]()), progress)
             _saved(tmp / "motion_adapter", adapter.save_pretrained, progress)
             del adapter
-        elif kind == "wan":
-            _write_wan_pipeline(tmp, tmp, text_encoder_layers, progress)
+        elif kind in _TRANSFORMER_PIPELINES:
+            _write_transformer_pipeline(kind, tmp, tmp, text_encoder_layers, progress)
         else:
             _write_pipeline(variant, tmp, tmp, text_encoder_layers, progress)
         marker = {

@@ -18,6 +18,17 @@ Layouts (what ``make-tiny --kind K --out DIR`` writes):
   ``UMT5EncoderModel``, a T5 tokenizer, and a flow-matching ``scheduler/``). Its VAE compresses
   4x in space and 4x in time (the real one: 8x and 4x), so ``1 + 4k`` frames at 32 px are
   ``1 + k`` latent frames of 8 x 8.
+- ``cogvideox``: ``DIR`` is a ``CogVideoXPipeline`` folder (``CogVideoX-2b`` layout:
+  ``transformer/`` ``CogVideoXTransformer3DModel`` with sinusoidal positions, ``vae/``
+  ``AutoencoderKLCogVideoX``, ``text_encoder/`` ``T5EncoderModel``, a T5 tokenizer padding to 226
+  tokens, and ``scheduler/`` CogVideoX-2b's ``CogVideoXDDIMScheduler``: v-prediction, SNR shift 3,
+  zero terminal SNR, trailing spacing). Its VAE, like the Wan one, compresses 4x in space and 4x in
+  time (the real one: 8x and 4x).
+- ``ltx``: ``DIR`` is an ``LTXPipeline`` folder (``LTX-Video`` layout: ``transformer/``
+  ``LTXVideoTransformer3DModel``, ``vae/`` ``AutoencoderKLLTXVideo`` with the real 32x / 8x
+  compression, ``text_encoder/`` ``T5EncoderModel``, a T5 tokenizer padding to 128 tokens, and
+  LTX-Video's dynamically shifted flow-matching ``scheduler/``). ``1 + 8k`` frames at 64 px are
+  ``1 + k`` latent frames of 2 x 2.
 """
 
 from __future__ import annotations
@@ -33,8 +44,8 @@ import torch
 from seppo_video.atomic import atomic_directory
 from seppo_video.models import published
 
-BackboneKind = Literal["animatediff", "modelscope", "sd", "wan"]
-BACKBONE_KINDS: tuple[str, ...] = ("animatediff", "modelscope", "sd", "wan")
+BackboneKind = Literal["animatediff", "modelscope", "sd", "wan", "cogvideox", "ltx"]
+BACKBONE_KINDS: tuple[str, ...] = ("animatediff", "modelscope", "sd", "wan", "cogvideox", "ltx")
 
 # Small enough to train for a few dozen steps on 2 CPU cores in seconds.
 TEXT_DIM = 32
@@ -42,6 +53,8 @@ UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: the VAE downsamples by 4
 LATENT_CHANNELS = 4
 WAN_LATENT_CHANNELS = 4
+COGVIDEOX_LATENT_CHANNELS = 4
+LTX_LATENT_CHANNELS = 4
 TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copies are rebuilt
 # The synthetic world's pretrained base model, shipped with the package (``model.pretrained: world``;
 # built by ``seppo-video make-world-base``, seppo_video/study/base.py).
@@ -264,6 +277,71 @@ def _wan_parts(tokenizer_dir: Path) -> dict:
             "scheduler": scheduler}
 
 
+def _tiny_t5(tokenizer):
+    """A 2-layer T5 v1.1 encoder (gated-GELU feed-forward) over ``tokenizer``'s pieces."""
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    ))
+
+
+def _cogvideox_parts(tokenizer_dir: Path) -> dict:
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    max_text = published.cogvideox_2b_transformer()["max_text_seq_length"]  # 226, CogVideoXPipeline's padding
+    tokenizer = build_t5_tokenizer(tokenizer_dir, model_max_length=max_text)
+    text_encoder = _tiny_t5(tokenizer)
+    vae = AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
+        block_out_channels=VAE_CHANNELS, latent_channels=COGVIDEOX_LATENT_CHANNELS, layers_per_block=1,
+        norm_num_groups=8, temporal_compression_ratio=4, sample_height=32, sample_width=32,
+        scaling_factor=published.cogvideox_2b_vae()["scaling_factor"],
+    )
+    # sample_* are the latent size the sinusoidal position table is built for (recomputed for others).
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=COGVIDEOX_LATENT_CHANNELS,
+        out_channels=COGVIDEOX_LATENT_CHANNELS, time_embed_dim=32, text_embed_dim=TEXT_DIM, num_layers=2,
+        sample_width=8, sample_height=8, sample_frames=9, patch_size=2, max_text_seq_length=max_text,
+    )
+    scheduler = CogVideoXDDIMScheduler.from_config(published.cogvideox_2b_scheduler())
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae, "transformer": transformer,
+            "scheduler": scheduler}
+
+
+def _ltx_parts(tokenizer_dir: Path) -> dict:
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+
+    tokenizer = build_t5_tokenizer(tokenizer_dir, model_max_length=128)  # LTXPipeline's max_sequence_length
+    # The published block layout (4x4 patches, three spatio-temporal halvings: 32x / 8x), narrow and one
+    # layer deep.
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=LTX_LATENT_CHANNELS, block_out_channels=(8, 16, 32, 32),
+        decoder_block_out_channels=(8, 16, 32, 32), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+    )
+    # Per-channel statistics other than 0 / 1 (the real ones ship in the VAE's weights), so that the
+    # latents' normalisation is exercised.
+    with torch.no_grad():
+        vae.latents_mean.copy_(torch.linspace(-0.2, 0.2, LTX_LATENT_CHANNELS))
+        vae.latents_std.copy_(torch.linspace(0.6, 1.4, LTX_LATENT_CHANNELS))
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=LTX_LATENT_CHANNELS, out_channels=LTX_LATENT_CHANNELS, num_attention_heads=2,
+        attention_head_dim=12, cross_attention_dim=24, num_layers=2, caption_channels=TEXT_DIM,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(published.ltx_video_scheduler())
+    return {"tokenizer": tokenizer, "text_encoder": _tiny_t5(tokenizer), "vae": vae, "transformer": transformer,
+            "scheduler": scheduler}
+
+
+# The transformer backbones: their pipeline class and how to build its parts.
+_TRANSFORMER_PIPELINES = {"wan": ("WanPipeline", _wan_parts), "cogvideox": ("CogVideoXPipeline", _cogvideox_parts),
+                          "ltx": ("LTXPipeline", _ltx_parts)}
+
+
 def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0, words: Sequence[str] = ()) -> Path:
     """Write a random-init model of ``kind`` to ``out`` (atomically) and return it.
 
@@ -274,10 +352,11 @@ def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0, words: 
     out = Path(out)
     torch.manual_seed(seed)
     with atomic_directory(out) as tmp:
-        if kind == "wan":
-            from diffusers import WanPipeline
+        if kind in _TRANSFORMER_PIPELINES:
+            import diffusers
 
-            WanPipeline(**_wan_parts(tmp / ".tokenizer")).save_pretrained(tmp)
+            pipeline_class, parts = _TRANSFORMER_PIPELINES[kind]
+            getattr(diffusers, pipeline_class)(**parts(tmp / ".tokenizer")).save_pretrained(tmp)
         else:
             _write_unet_pipelines(kind, tmp, words)
         _remove_tree(tmp / ".tokenizer")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from seppo_video.seppo.loss import per_sample_error
-from seppo_video.seppo.noise import noise_process, noise_winners
+from seppo_video.seppo.noise import NoiseProcess, noise_process, noise_winners
 
 
 def sign_agreement(anchors: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,7 @@ def anchor_draws(
     policy: Callable,
     reference: Callable,
     x_w: torch.Tensor,
-    noise_scheduler,
+    process: NoiseProcess,
     draws: int,
     seed: int = 0,
 ) -> torch.Tensor:
@@ -38,7 +38,7 @@ def anchor_draws(
     ``predict(noisy, t, unet)`` returns the model output (noise, v or x0) (the caller binds
     the prompt embeddings), so this works for any backbone.
     """
-    return pool_anchor_draws(predict, policy, [reference], x_w, noise_scheduler, draws, seed)[0]
+    return pool_anchor_draws(predict, policy, [reference], x_w, process, draws, seed)[0]
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def pool_anchor_draws(
     policy: Callable,
     references: Sequence[Callable],
     x_w: torch.Tensor,
-    noise_scheduler,
+    process: NoiseProcess,
     draws: int,
     seed: int = 0,
 ) -> torch.Tensor:
@@ -58,7 +58,7 @@ def pool_anchor_draws(
     generator = torch.Generator().manual_seed(seed)
     anchors: list[list[torch.Tensor]] = [[] for _ in references]
     for _ in range(draws):
-        noised = noise_winners(noise_scheduler, x_w, generator)
+        noised = noise_winners(process, x_w, generator)
         policy_error = per_sample_error(predict(noised.noisy, noised.timesteps, policy), noised.target)
         for rows, reference in zip(anchors, references):
             rows.append(per_sample_error(predict(noised.noisy, noised.timesteps, reference), noised.target) - policy_error)
@@ -81,8 +81,8 @@ def pool_precision(adapter, pool, x_w: torch.Tensor, prompt_embeds: torch.Tensor
 
     earlier = [(index, step) for index, step in enumerate(pool.steps) if step != policy_step]
     references = [SwappedModule(adapter.unet, pool.get(index)) for index, _ in earlier]
-    scheduler = noise_process(adapter.scheduler_config)
-    anchors = pool_anchor_draws(predict, adapter.unet, references, x_w, scheduler, draws, seed)
+    process = noise_process(adapter.scheduler_config)
+    anchors = pool_anchor_draws(predict, adapter.unet, references, x_w, process, draws, seed)
     return [
         {"ref_step": step, "mean_anchor": float(a.mean()), "precision": float(sign_agreement(a).mean())}
         for (_, step), a in zip(earlier, anchors)

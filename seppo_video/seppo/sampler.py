@@ -1,7 +1,9 @@
 """Reference samples ``x_ref`` in latent space, with batched classifier-free guidance.
 
-The sampler is the backbone's own kind: DDIM for the DDPM-trained UNets, flow-matching Euler
-(``FlowMatchEulerDiscreteScheduler``, the scheduler in the config, shift included) for Wan.
+The sampler is the reverse process of the backbone's forward process (``noise.NoiseProcess.sampler``):
+DDIM for the DDPM-trained UNets, ``CogVideoXDDIMScheduler`` for CogVideoX, flow-matching Euler
+(``FlowMatchEulerDiscreteScheduler``, the scheduler in the config, shift included) for Wan. The
+starting noise is drawn in the layout the backbone's pipeline draws it (``adapter.initial_noise``).
 
 The sample never leaves latent space (no VAE decode / encode round trip).
 Each sample has its own generator, so its latents depend on its seed alone,
@@ -16,11 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
-from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
-from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from seppo_video.config import is_flow_matching
+from seppo_video.seppo.noise import noise_process
 from seppo_video.seppo.reference import eval_mode
 
 
@@ -33,6 +33,9 @@ class LatentDenoiser(Protocol):
 
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor,
                 unet: Callable[..., Any] | None = None) -> torch.Tensor: ...
+
+    def initial_noise(self, shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor: ...
 
 
 @torch.no_grad()
@@ -55,25 +58,21 @@ def sample_latents(
     ``unet`` is the model to sample with (a reference's swapped module),
     the adapter's policy UNet by default; either runs in eval mode (no dropout).
     The scheduler's ``prediction_type`` (eps or v) is what DDIM reads the output as; a flow-matching
-    config samples with Euler steps on the predicted velocity (``eta`` must then be 0).
+    config samples with Euler steps on the predicted velocity (``eta`` must then be 0, as for
+    CogVideoX's deterministic DDIM).
     """
     batch = prompt_embeds.shape[0]
     if len(seeds) != batch:
         raise ValueError(f"need one seed per sample: {len(seeds)} seeds for {batch} prompts")
     device = prompt_embeds.device
-    scheduler = sampling_scheduler(adapter.scheduler_config)
-    scheduler.set_timesteps(num_inference_steps, device=device)
-    generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
+    process = noise_process(adapter.scheduler_config)
     shape = (batch, adapter.latent_channels, num_frames, *latent_size)
-    latents = randn_tensor(shape, generator=generators, device=device, dtype=prompt_embeds.dtype)
-    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
-        if eta:
-            raise ValueError(f"eta={eta}: flow-matching Euler sampling is deterministic (use eta 0)")
-        scheduler.set_begin_index(0)  # as WanPipeline: step i reads sigma i, no timestep look-up
-        step_options: dict[str, Any] = {}  # starts at sigma 1: pure noise, no input scaling
-    else:
-        latents = latents * scheduler.init_noise_sigma
-        step_options = {"eta": eta, "generator": generators}  # DDIM with eta > 0 draws per-sample noise
+    scheduler = process.sampler(num_inference_steps, device, shape)
+    generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in seeds]
+    step_options = process.step_options(eta, generators)
+    latents = adapter.initial_noise(shape, generators, device, prompt_embeds.dtype)
+    # DDIM's initial noise scale (1); flow-matching Euler starts from unscaled noise at sigma 1.
+    latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
     embeds = torch.cat([negative_embeds.expand(batch, -1, -1), prompt_embeds])
     use_cfg = guidance_scale > 1.0
     with eval_mode(adapter.unet):
@@ -81,13 +80,6 @@ def sample_latents(
             latents = _denoise_step(adapter, scheduler, latents, t, embeds if use_cfg else prompt_embeds,
                                     guidance_scale if use_cfg else None, step_options, unet)
     return latents
-
-
-def sampling_scheduler(scheduler_config: dict):
-    """The backbone's sampler for a training scheduler config: flow-matching Euler or DDIM."""
-    if is_flow_matching(scheduler_config):
-        return FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)
-    return DDIMScheduler.from_config(scheduler_config)
 
 
 def _denoise_step(adapter: LatentDenoiser, scheduler, latents, t, embeds, guidance_scale, step_options, unet):
