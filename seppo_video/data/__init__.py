@@ -21,7 +21,6 @@ from seppo_video.data.latent_cache import (
     StaleCacheError,
     build_latent_cache,
     model_id_for,
-    write_latent_cache,
 )
 from seppo_video.data.skips import DataError, logger
 from seppo_video.data.world import COLOURS, WorldDataset, WorldShape
@@ -38,7 +37,6 @@ __all__ = [
     "collate",
     "model_id_for",
     "world_dataset",
-    "write_latent_cache",
 ]
 
 

@@ -102,41 +102,6 @@ def build_latent_cache(
     return out_dir
 
 
-def write_latent_cache(
-    out_dir: str | Path,
-    tensors: dict[str, torch.Tensor],
-    ids: list[str],
-    prompts: list[str],
-    *,
-    model_id: str,
-    resolution: int,
-    num_frames: int,
-    source: str,
-) -> Path:
-    """Write latents made without a pixel dataset (e.g. a synthetic latent-space world) as a cache.
-
-    ``tensors`` holds ``latents`` and ``prompt_embeds`` (and optionally
-    ``loser_latents``), one row per item. The result loads exactly like a
-    cache built by ``build_latent_cache`` for the same model, resolution and
-    frame count.
-    """
-    if len(tensors["latents"]) != len(ids) or len(ids) != len(prompts):
-        raise ValueError("write_latent_cache: tensors, ids and prompts must have one row per item")
-    identity = {
-        "format_version": FORMAT_VERSION,
-        "model_id": model_id,
-        "resolution": resolution,
-        "num_frames": num_frames,
-        "has_losers": "loser_latents" in tensors,
-        "sampling": {"source": "written"},
-        "items_sha256": hashlib.sha256(json.dumps([ids, prompts]).encode()).hexdigest(),
-    }
-    with atomic_directory(out_dir) as tmp:
-        shards = [_write_shard(tmp, 0, {key: [value.detach().float().cpu()] for key, value in tensors.items()})]
-        _write_manifest(tmp, identity, source, ids, prompts, shards)
-    return Path(out_dir)
-
-
 def _write_manifest(root: Path, identity: dict[str, Any], source: str, ids: list[str], prompts: list[str],
                     shards: list[dict[str, Any]]) -> None:
     manifest = {**identity, "source": source, "num_items": len(ids), "ids": ids, "prompts": prompts, "shards": shards}

@@ -52,7 +52,7 @@ def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int
         raise ConfigError(f"{config_path}: the world base is SFT of a modelscope model on data.kind='world'")
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="world-base-", dir=work) as scratch:
-        init = make_tiny("modelscope", Path(scratch) / "init", seed=config.seed, words=WORDS)
+        init = world_init(Path(scratch) / "init", seed=config.seed)
         run_dir = Path(scratch) / "run"
         started = time.perf_counter()
         train(load_config(config_path, [*overrides, f"model.pretrained={init}", f"output_dir={run_dir}"]))
@@ -66,6 +66,27 @@ def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int
             _store_half(tmp / "unet")
             info = _info(recipe, list(overrides), threads, minutes, tmp)
             (tmp / WORLD_BASE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+# Token embeddings are drawn with CLIP's std 0.02 and then scaled to std 1: in a random 2-layer causal
+# encoder at std 0.02 a word's state is mostly its context (the position word's state, third in the
+# prompt, is as similar across positions as within one: cos 0.86 vs 0.89), at std 1 it is mostly the
+# word (cos 0.20 vs 0.97), as a trained encoder's word states are. Without it the base cannot read
+# the position of a prompt it was not trained on.
+TOKEN_EMBEDDING_SCALE = 50.0
+
+
+def world_init(out: Path, seed: int = 0) -> Path:
+    """The random-init model the world base is trained from: tiny ModelScope, the world's words as
+    tokens, token embeddings scaled by ``TOKEN_EMBEDDING_SCALE``."""
+    from transformers import CLIPTextModel
+
+    make_tiny("modelscope", out, seed=seed, words=WORDS)
+    encoder = CLIPTextModel.from_pretrained(out / "text_encoder")
+    with torch.no_grad():
+        encoder.get_input_embeddings().weight.mul_(TOKEN_EMBEDDING_SCALE)
+    encoder.save_pretrained(out / "text_encoder")
     return out
 
 

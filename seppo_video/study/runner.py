@@ -45,7 +45,7 @@ from seppo_video.data.world import PromptSplit, split_prompts
 from seppo_video.models.adapters import latent_shape, resolve_paths
 from seppo_video.seppo.diagnostics import pool_precision
 from seppo_video.seppo.pool import ReferencePool
-from seppo_video.study.base import world_base_info
+from seppo_video.study.base import WORLD_BASE_INFO, build_world_base, world_base_info
 from seppo_video.study.evaluate import DEVICE, WorldEvaluator, WorldSampling
 from seppo_video.train import policy_weights
 
@@ -84,6 +84,8 @@ class StudyConfig:
     output_dir: str = "runs/study_cpu"
     report_dir: str = "docs/study"
     base: str = "world"  # model.pretrained of the base: 'world' (shipped) or a make-world-base folder
+    # With a folder as ``base``: the make-world-base config that builds it there when it is missing.
+    base_config: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     align_steps: int = 200
     eval_every: int = 25
@@ -124,6 +126,8 @@ def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> Stu
         raise ConfigError(f"tuning.seed: {study.tuning.seed} is also a comparison seed; use another")
     if study.parallel_runs < 1:
         raise ConfigError(f"parallel_runs: must be >= 1, got {study.parallel_runs}")
+    if study.base_config is not None and study.base == "world":
+        raise ConfigError("base_config: builds a base into the folder named by base; 'world' is the shipped one")
     return study
 
 
@@ -153,6 +157,8 @@ class World:
 
 def world_of(study: StudyConfig) -> World:
     base = ModelConfig(kind="modelscope", pretrained=study.base, trainable="full")
+    if study.base_config is not None and not (Path(study.base) / WORLD_BASE_INFO).is_file():
+        build_world_base(Path(study.base_config), Path(study.base), threads=torch.get_num_threads())
     info = world_base_info(resolve_paths(base).pipeline)
     data = load_config(None, [f"data.{key}={json.dumps(value)}" for key, value in info["config"]["data"].items()
                               if key in ("num_frames", "resolution")]
