@@ -1,16 +1,16 @@
-"""Does SePPO beat its baselines? A controlled study with seeds and confidence intervals.
+"""Does SePPO beat its baselines? A controlled study with tuning, seeds and confidence intervals.
 
     python bench/alignment_study.py --config configs/study_cpu.yaml [key=value ...]
 
-A synthetic time-lapse world in the tiny ModelScope model's latent space with
-a reward written from its definition (seppo_video/study/world.py); a base
-model pretrained on good and defective clips; each method aligned on winners
-only (DPO on good/defective pairs) for every seed through the real training
-loop; held-out rewards with bootstrap intervals, paired differences with
-SePPO, the AAF flip rate and the AAF sign precision over training. Writes
-results.md, results.json and three PNG plots to the config's report_dir.
-Finished runs are kept under output_dir, so an interrupted study resumes;
-``parallel_runs`` of them train at once, each in its own process.
+A synthetic time-lapse world in the tiny ModelScope model's latent space with a reward written
+from its definition (seppo_video/data/world.py); a base model pretrained on good and defective
+clips (`seppo-video make-world-base`); each method tuned on validation prompts with the same
+number of runs, then aligned on winners only (DPO on good/defective pairs) for every seed
+through the real training loop; held-out rewards and good-clip shares with bootstrap intervals,
+paired differences with SePPO and with the base, validation curves, the AAF flip rate and sign
+precision. Writes results.md, results.json and four PNG plots to the config's report_dir.
+Finished runs are kept under output_dir, so an interrupted study resumes; ``parallel_runs`` of
+them train at once, each in its own process.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/alignment_study.py", "--config", str(args.config), *args.overrides])
     header = (
         f"# Alignment study: {args.config.name}\n\n"
-        f"`{command}` — {len(study.seeds)} seeds, {len(scores['held_out'])} held-out prompts, "
-        f"{study.align_steps} alignment steps per run; {wall / 60:.1f} min wall on {_machine()}, "
+        f"`{command}` — {len(study.seeds)} seeds, {len(scores['prompts']['validation'])} validation and "
+        f"{len(scores['prompts']['held_out'])} held-out prompts, {study.align_steps} alignment steps per run; "
+        f"{wall / 60:.1f} min wall on {_machine()}, "
         f"{study.parallel_runs} run(s) at a time (finished runs reused from earlier invocations are not re-timed)."
     )
     atomic_write_text(report_dir / "results.md", markdown(summary, header))
