@@ -34,7 +34,6 @@ from seppo_video.data.world import (
 )
 from seppo_video.models.tiny import build_tokenizer
 
-
 # ---------------------------------------------------------------- the reward
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from seppo_video.data.world import GOOD_REWARD
 from seppo_video.evaluation.stats import paired_difference, summarize
 from seppo_video.study.evaluate import good_share
 
 REFERENCE_METHOD = "seppo"
 POSITIVE_CONTROLS = ("sft", "dpo")  # methods that must beat the base model if the loop works at all
-GOOD_REWARD_KEY = "good_share"
+GOOD_REWARD_KEY = "good_share"  # the share of samples that are good clips (reward >= GOOD_REWARD)
 
 
 def per_prompt(rewards: list[list[float]], good: bool = False) -> np.ndarray:
@@ -146,9 +147,9 @@ def markdown(summary: dict[str, Any], header: str) -> str:
     final, level = summary["final"], round(summary["final"]["base"]["reward"]["confidence"] * 100)
     held = len(summary["prompts"]["held_out"])
     lines = [header, "", f"## Held-out prompts ({held}), final step", "",
-             f"Mean over prompts and seeds, {level}% crossed-bootstrap interval over prompts and training seeds; "
-             "differences are paired on the same (prompt, seed) cells. Good clip: reward >= 0.8.", "",
-             f"| method | reward | good-clip share | − base (reward) | SePPO − method (reward) | collapse alarm |",
+             (f"Mean over prompts and seeds, {level}% crossed-bootstrap interval over prompts and training seeds; "
+              f"differences are paired on the same (prompt, seed) cells. Good clip: reward >= {GOOD_REWARD}."), "",
+             "| method | reward | good-clip share | − base (reward) | SePPO − method (reward) | collapse alarm |",
              "|---|---|---|---|---|---|",
              f"| base model | {_ci(final['base']['reward'])} | {_ci(final['base'][GOOD_REWARD_KEY])} | | | |"]
     methods = sorted((n for n in final if n != "base"), key=lambda n: -final[n]["reward"]["mean"])
@@ -182,9 +183,9 @@ def _tuning_markdown(summary: dict[str, Any]) -> list[str]:
     tables = summary["tuning"]
     base = tables["base"]
     lines = ["", f"## Tuning on the validation prompts ({len(summary['prompts']['validation'])})", "",
-             f"One run per grid point (training seed apart from the comparison's), scored at its final step; "
-             f"the highest mean reward is chosen (**bold**). Base model: reward {base['reward']:.3f}, "
-             f"good-clip share {base[GOOD_REWARD_KEY]:.2f}.", ""]
+             ("One run per grid point (training seed apart from the comparison's), scored at its final step; "
+              f"the highest mean reward is chosen (**bold**). Base model: reward {base['reward']:.3f}, "
+              f"good-clip share {base[GOOD_REWARD_KEY]:.2f}."), ""]
     for name, rows in tables.items():
         if name == "base":
             continue
