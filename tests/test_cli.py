@@ -9,7 +9,8 @@ import pytest
 
 from seppo_video.cli import main
 
-SUBCOMMANDS = ["train", "calibrate-beta", "sample", "export", "eval", "view", "make-tiny", "make-demo-data", "cache-latents"]
+SUBCOMMANDS = ["train", "calibrate-beta", "sample", "export", "eval", "view", "make-tiny", "make-world-base", "make-demo-data",
+               "cache-latents"]
 
 
 def _help(*args: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from seppo_video.config import ConfigError
+from seppo_video.study.base import world_base_config
 from seppo_video.study.evaluate import good_share
 from seppo_video.study.report import markdown, summarise_study
 from seppo_video.study.runner import MethodVariant, grid_points, load_study_config
@@ -32,6 +33,7 @@ from seppo_video.study.runner import MethodVariant, grid_points, load_study_conf
         ("methods=[{name: seppo}, {name: x, tuned_as: nobody}]", "tuned_as must name another method"),
         ("methods=[{name: seppo, grid: {seppo.beta: []}}]", "at least one value"),
         ("tuning.sed=3", "did you mean 'tuning.seed'"),
+        ("base_config=configs/world_base.yaml", "'world' is the shipped one"),
     ],
 )
 def test_bad_study_config_names_the_key(repo_root, override, message):
@@ -144,6 +146,8 @@ def test_make_world_base_writes_a_pipeline_with_its_recipe(repo_root, tmp_path):
     info = json.loads((base / "world_base.json").read_text())
     assert info["threads"] == 1 and info["config"]["data"]["kind"] == "world" and len(info["unet_sha256"]) == 64
     assert info["overrides"] == ["train.max_steps=4"] and "train.max_steps=4" in info["command"]
+    recipe = world_base_config(base)  # the recipe with its overrides applied
+    assert recipe.train.max_steps == 4 and recipe.data.world.bad_fraction == 0.3
     pipe = TextToVideoSDPipeline.from_pretrained(base)
     assert pipe.scheduler.config.prediction_type == "v_prediction"  # the schedule it was trained with
     assert next(pipe.unet.parameters()).dtype.is_floating_point

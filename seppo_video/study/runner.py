@@ -45,7 +45,7 @@ from seppo_video.data.world import PromptSplit, split_prompts
 from seppo_video.models.adapters import latent_shape, resolve_paths
 from seppo_video.seppo.diagnostics import pool_precision
 from seppo_video.seppo.pool import ReferencePool
-from seppo_video.study.base import WORLD_BASE_INFO, build_world_base, world_base_info
+from seppo_video.study.base import WORLD_BASE_INFO, build_world_base, world_base_config
 from seppo_video.study.evaluate import DEVICE, WorldEvaluator, WorldSampling
 from seppo_video.train import policy_weights
 
@@ -159,12 +159,7 @@ def world_of(study: StudyConfig) -> World:
     base = ModelConfig(kind="modelscope", pretrained=study.base, trainable="full")
     if study.base_config is not None and not (Path(study.base) / WORLD_BASE_INFO).is_file():
         build_world_base(Path(study.base_config), Path(study.base), threads=torch.get_num_threads())
-    info = world_base_info(resolve_paths(base).pipeline)
-    data = load_config(None, [f"data.{key}={json.dumps(value)}" for key, value in info["config"]["data"].items()
-                              if key in ("num_frames", "resolution")]
-                       + [f"data.world.{key}={json.dumps(value)}" for key, value in
-                          info["config"]["data"].get("world", {}).items()
-                          if key in ("split_seed", "validation_prompts", "held_out_prompts")]).data
+    data = world_base_config(resolve_paths(base).pipeline).data
     _, frames, size, _ = latent_shape(base, data.num_frames, data.resolution)
     world = data.world
     return World(
