@@ -50,6 +50,16 @@ def test_shipped_study_configs_load_with_equal_tuning_budgets(repo_root):
         assert len(budgets) == 1 and budgets.pop() >= 4
 
 
+def test_a_study_worker_exits_when_the_study_is_killed(repo_root):
+    """The middle process stands for a study killed by a signal: its worker (here the grandchild,
+    sharing its stdout) must notice and exit, which closes the pipe's last write end."""
+    worker = "import sys; from seppo_video.study.runner import _exit_when_orphaned; _exit_when_orphaned(int(sys.argv[1]), 0.05)"
+    study = (f"import subprocess, sys, os; subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid())]); "
+             "os._exit(0)")
+    with subprocess.Popen([sys.executable, "-c", study], stdout=subprocess.PIPE, cwd=repo_root) as process:
+        process.communicate(timeout=120)  # returns at EOF: once the orphaned worker has exited
+
+
 def test_grid_points_are_every_combination():
     method = MethodVariant("m", grid={"a": [1, 2], "b": ["x", "y", "z"]})
     points = grid_points(method)

@@ -25,6 +25,8 @@ import json
 import os
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -257,7 +259,7 @@ def _run_all(study: StudyConfig, world: World, jobs: list[Job], label: str) -> N
     todo = sorted(todo, key=lambda job: not _measures_precision(study, job))
     threads = max(1, (os.cpu_count() or 1) // study.parallel_runs)
     pool = ProcessPoolExecutor(study.parallel_runs, mp_context=get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
     futures: dict[Future, Job] = {pool.submit(_train_and_score_logged, study, world, job): job for job in todo}
     try:
         for future in as_completed(futures):
@@ -344,8 +346,17 @@ def _log_path(study: StudyConfig, job: Job) -> Path:
     return run_dir.parent / f"{run_dir.name}.log"
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)  # the runs share the cores instead of each oversubscribing them
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, poll_seconds: float = 2.0) -> None:
+    """A killed study (SIGKILL, or SIGTERM, which skips the pool's shutdown) would leave its workers
+    training on, writing into runs the next launch restarts; a worker whose parent is gone exits."""
+    while os.getppid() == parent:
+        time.sleep(poll_seconds)
+    os._exit(1)
 
 
 @contextmanager
