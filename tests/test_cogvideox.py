@@ -174,7 +174,7 @@ def test_resume_reproduces_the_uninterrupted_trajectory(tmp_path):
 
 
 def test_latent_cache_holds_compressed_frames_and_trains(tmp_path):
-    from seppo_video.data import LatentCacheDataset, build_dataset, model_id_for
+    from seppo_video.data import LatentCacheDataset, build_dataset
     from seppo_video.data.latent_cache import cache_latents_from_config
 
     cache = tmp_path / "cache"
@@ -183,7 +183,7 @@ def test_latent_cache_holds_compressed_frames_and_trains(tmp_path):
     with pytest.raises(ConfigError, match="data.num_frames: 7 is not 1 \\+ 4k"):
         cache_latents_from_config(load_config(None, [*COG, "data.num_frames=7", f"data.latent_cache={cache}"]))
     cache_latents_from_config(config)
-    dataset = build_dataset(config.data, "cogvideox", pairs=False, model_id=model_id_for(config.model))
+    dataset = build_dataset(config.data, config.model, pairs=False)
     assert isinstance(dataset, LatentCacheDataset)
     assert dataset[0]["latents"].shape == (4, 3, 8, 8)  # 9 frames: 1 + 8 / 4 latent frames
     assert dataset[0]["prompt_embeds"].shape == (226, 32)

@@ -25,7 +25,6 @@ from seppo_video.data import (
     build_dataset,
     build_latent_cache,
     collate,
-    model_id_for,
 )
 from seppo_video.data import skips as reasons
 from seppo_video.data import video as video_module
