@@ -8,6 +8,7 @@ step 9,000.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib.util
@@ -257,6 +258,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def config_from_mapping(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """``load_config`` for a config already read (e.g. one recorded beside a model); ``raw`` is not changed."""
+    config = dataclass_from_mapping(Config, raw, overrides)
+    validate(config)
+    return config
+
+
 def load_dataclass(cls: type, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """Build the schema ``cls`` from a YAML file (optional) and overrides, checking every key and type."""
     raw: dict[str, Any] = {}
@@ -267,6 +275,12 @@ def load_dataclass(cls: type, path: str | Path | None, overrides: list[str] | tu
         raw = yaml.safe_load(path.read_text()) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return dataclass_from_mapping(cls, raw, overrides)
+
+
+def dataclass_from_mapping(cls: type, raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Build the schema ``cls`` from a raw mapping and overrides (applied to a copy of ``raw``)."""
+    raw = copy.deepcopy(raw)
     for item in overrides:
         apply_override(raw, item)
     return build_dataclass(cls, raw, prefix="")

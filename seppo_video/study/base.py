@@ -14,7 +14,6 @@ rebuilds it bit for bit.
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import shlex
@@ -29,7 +28,7 @@ import torch
 import yaml
 
 from seppo_video.atomic import atomic_directory, file_sha256
-from seppo_video.config import Config, ConfigError, apply_override, build_dataclass, load_config
+from seppo_video.config import Config, ConfigError, config_from_mapping, load_config
 from seppo_video.data.world import WORDS
 from seppo_video.models.tiny import WORLD_BASE_DIR, make_tiny
 from seppo_video.train import train
@@ -116,10 +115,7 @@ def _info(recipe: dict[str, Any], overrides: list[str], threads: int, minutes: f
 def world_base_config(folder: Path = WORLD_BASE_DIR) -> Config:
     """The training config a world base folder was built with (its recipe and overrides)."""
     info = world_base_info(folder)
-    raw = copy.deepcopy(info["config"])
-    for item in info["overrides"]:
-        apply_override(raw, item)
-    return build_dataclass(Config, raw, prefix="")
+    return config_from_mapping(info["config"], info["overrides"])
 
 
 def world_base_info(folder: Path = WORLD_BASE_DIR) -> dict[str, Any]:
