@@ -1,8 +1,10 @@
 """Reference-pool memory: a pool of 7 over a pool of 1, and over a naive design, as ratios from one run.
 
     python bench/bench_memory.py [--model mid|tiny] [--kind K] [--trainables motion lora] [--steps 2] [--frames 8]
+                                 [--pool-dtype float32|bfloat16]
 
-(``--model tiny --kind wan|cogvideox --trainables lora``: the tiny video transformers.)
+(``--model tiny --kind wan|cogvideox --trainables lora``: the tiny video transformers;
+``--pool-dtype bfloat16``: the snapshots as the shipped real configs keep them.)
 
 Each variant runs a few SePPO updates (the trainer's ``setup`` and ``micro_step``, a new reference
 every step) in a fresh process, since peak RSS is per process:
@@ -62,7 +64,8 @@ class NaiveReference:
 def variant(args: argparse.Namespace) -> dict[str, int]:
     """One variant's live tensor bytes and peak memory (run in its own process)."""
     storage = "disk" if args.variant == "disk7" else "cpu"
-    overrides = [f"model.trainable={args.trainable}", "seppo.ref_strategy=uniform", f"seppo.pool_device={storage}"]
+    overrides = [f"model.trainable={args.trainable}", "seppo.ref_strategy=uniform", f"seppo.pool_device={storage}",
+                 f"seppo.pool_dtype={args.pool_dtype}"]
     run = benchlib.make_run(args, [*benchlib.model_overrides(args.model, args.kind), *overrides])
     fill_pool(run, 1 if args.variant == "pool1" else POOL)
     naive = NaiveReference(run) if args.variant == "naive" else train.reference_module
@@ -84,8 +87,9 @@ def variant(args: argparse.Namespace) -> dict[str, int]:
 def in_child(args: argparse.Namespace, name: str, trainable: str) -> dict[str, int]:
     """``variant`` in a fresh interpreter running this script."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--variant", name, "--trainable", trainable]
-    for key in ("device", "dtype", "attention", "threads", "model", "kind", "steps", "frames", "latent", "batch"):
-        argv += [f"--{key}", str(getattr(args, key))]
+    for key in ("device", "dtype", "attention", "threads", "model", "kind", "steps", "frames", "latent", "batch",
+                "pool_dtype"):
+        argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     done = subprocess.run(argv, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{name} ({trainable}) failed:\n{done.stderr[-3000:]}")
@@ -98,7 +102,7 @@ def measure(args: argparse.Namespace) -> tuple[list[benchlib.Ratio], dict[str, A
     for trainable in args.trainables:
         found = {name: in_child(args, name, trainable) for name in VARIANTS}
         details[trainable] = found
-        label = f"{args.model} {args.kind} {trainable}"
+        label = f"{args.model} {args.kind} {trainable}" + ("" if args.pool_dtype == "float32" else f", {args.pool_dtype} pool")
         for key, what in (("tensor_bytes", "tensor bytes"), ("peak_bytes", "peak RSS/alloc")):
             ratios += [
                 benchlib.Ratio(
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--latent", type=int, default=8, help="latent height and width")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--pool-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="seppo.pool_dtype of the snapshots (the shipped real configs: bfloat16)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # set in the child processes
     parser.add_argument("--trainable", default="motion", help=argparse.SUPPRESS)
     args = benchlib.parse(parser, argv)
@@ -136,7 +142,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         args.model, args.steps, args.frames, args.latent = "tiny", 1, 2, 8
         args.trainables = args.trainables[:1]
     ratios, details = measure(args)
-    return benchlib.report(benchlib.result_name("memory", args.model, args.kind), args, ratios, details)
+    name = benchlib.result_name("memory", args.model, args.kind)
+    return benchlib.report(name + ("" if args.pool_dtype == "float32" else f"_{args.pool_dtype}_pool"), args, ratios,
+                           details)
 
 
 if __name__ == "__main__":

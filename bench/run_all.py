@@ -29,6 +29,8 @@ BENCHMARKS = [
     ("step_tiny_ltx", "bench_step.py", ["--model", "tiny", "--kind", "ltx", "--trainable", "lora", "--repeats", "15"]),
     ("memory_mid", "bench_memory.py", ["--model", "mid"]),
     ("memory_tiny_wan", "bench_memory.py", ["--model", "tiny", "--kind", "wan", "--trainables", "lora"]),
+    ("memory_tiny_wan_bfloat16_pool", "bench_memory.py",
+     ["--model", "tiny", "--kind", "wan", "--trainables", "lora", "--pool-dtype", "bfloat16"]),
     ("memory_tiny_cogvideox", "bench_memory.py", ["--model", "tiny", "--kind", "cogvideox", "--trainables", "lora"]),
     ("memory_tiny_ltx", "bench_memory.py", ["--model", "tiny", "--kind", "ltx", "--trainables", "lora"]),
     ("sampler_tiny_animatediff", "bench_sampler.py", ["--model", "tiny", "--repeats", "11"]),

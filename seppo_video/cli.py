@@ -53,25 +53,26 @@ def _add_make_world_base(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "make-world-base",
         help="pretrain the synthetic world's base model (model.pretrained: world)",
-        description="A random-init tiny ModelScope model with the world's words as tokens, trained with SFT "
-        "on a mixture of good and defective world clips (the config's settings), written as a diffusers "
-        "pipeline folder with the recipe in world_base.json. The default --out is the copy the package ships.",
+        description="A random-init tiny ModelScope or Wan model (the config's model.kind) with the world's words "
+        "as tokens, trained with SFT on a mixture of good and defective world clips (the config's settings), "
+        "written as a diffusers pipeline folder with the recipe in world_base.json. The default --out is the "
+        "copy the package ships for that kind.",
     )
-    p.add_argument("--config", type=Path, required=True, help="training config, e.g. configs/world_base.yaml")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: the package's world_base)")
+    p.add_argument("--config", type=Path, required=True,
+                   help="training config, e.g. configs/world_base.yaml or configs/world_base_wan.yaml")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the package's copy for the kind)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads; the weights depend on it (default 2)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
     p.set_defaults(handler=_run_make_world_base)
 
 
 def _run_make_world_base(args: argparse.Namespace) -> int:
-    from seppo_video.models.tiny import WORLD_BASE_DIR
     from seppo_video.study.base import build_world_base
 
     if args.threads < 1:
         print("seppo-video make-world-base: --threads must be >= 1", file=sys.stderr)
         return 2
-    out = build_world_base(args.config, args.out or WORLD_BASE_DIR, threads=args.threads, overrides=args.overrides)
+    out = build_world_base(args.config, args.out, threads=args.threads, overrides=args.overrides)
     print(f"wrote {out}")
     return 0
 

@@ -116,7 +116,7 @@ class NoiseSchedulerConfig:
 class ModelConfig:
     kind: Literal["animatediff", "modelscope", "sd", "wan", "cogvideox", "ltx"] = "animatediff"
     # A local diffusers directory, "tiny" for the embedded random-init model (built on first use
-    # in the cache), or "world" for the synthetic world's pretrained base (modelscope, shipped).
+    # in the cache), or "world" for the synthetic world's pretrained base (shipped for modelscope and wan).
     # AnimateDiff: the SD-1.5 pipeline folder.
     pretrained: str = "tiny"
     # AnimateDiff only: a MotionAdapter folder ("tiny" goes with pretrained=tiny).

@@ -12,23 +12,28 @@ import torch
 
 from seppo_video.config import load_config
 from seppo_video.data.world import GOOD_REWARD, prompt_of, reward, split_prompts
-from seppo_video.models.tiny import WORLD_BASE_DIR
+from seppo_video.models.tiny import WORLD_BASE_DIR, WORLD_BASE_DIRS
 from seppo_video.study.base import world_base_info
 
 
-def test_the_shipped_world_base_is_what_its_recipe_says(repo_root):
+@pytest.mark.parametrize(("kind", "config"), [("modelscope", "world_base.yaml"), ("wan", "world_base_wan.yaml")])
+def test_the_shipped_world_bases_are_what_their_recipes_say(repo_root, kind, config):
     """The committed weights match the sha256 recorded at build time, and the recorded recipe is the
-    shipped configs/world_base.yaml (so `seppo-video make-world-base --config configs/world_base.yaml`
-    is the command that rebuilds them)."""
+    shipped config (so `seppo-video make-world-base --config configs/<config>` is the command that
+    rebuilds them); both bases see the same world and prompt split, so their studies compare."""
     import yaml
 
     from seppo_video.atomic import file_sha256
-    from seppo_video.study.base import UNET_WEIGHTS
 
-    info = world_base_info(WORLD_BASE_DIR)
-    assert file_sha256(WORLD_BASE_DIR / UNET_WEIGHTS) == info["unet_sha256"]
-    assert info["config"] == yaml.safe_load((repo_root / "configs" / "world_base.yaml").read_text())
-    assert info["overrides"] == []
+    folder = WORLD_BASE_DIRS[kind]
+    info = world_base_info(folder)
+    assert file_sha256(folder / info["weights"]) == info["weights_sha256"]
+    assert info["config"] == yaml.safe_load((repo_root / "configs" / config).read_text())
+    assert info["overrides"] == [] and info["config"]["model"]["kind"] == kind
+    assert info["config"]["data"]["world"] == world_base_info(WORLD_BASE_DIR)["config"]["data"]["world"]
+
+
+def test_the_demo_sees_the_world_its_base_was_trained_on(repo_root):
     # the demo and the study read the world's split from the base's recipe; the demo must agree with it
     demo = load_config(repo_root / "configs" / "tiny.yaml")
     recipe = load_config(repo_root / "configs" / "world_base.yaml")
@@ -75,3 +80,28 @@ def test_readme_demo_reports_held_out_reward_before_and_after(repo_root, tmp_pat
         index = json.loads((out / folder / "index.json").read_text())
         assert {v["prompt"] for v in index["videos"]} == {p.text for p in held_out}
         assert all((out / folder / v["mp4"]).is_file() and (out / folder / v["gif"]).is_file() for v in index["videos"])
+
+
+def test_the_wan_world_base_is_scored_on_what_wan_pipeline_samples():
+    """The study's evaluator on the shipped Wan base gives the rewards of WanPipeline's own latents
+    (flow-matching Euler at the base's shift, same prompts and per-sample seeds)."""
+    from diffusers import WanPipeline
+
+    from seppo_video.config import ModelConfig
+    from seppo_video.study.base import world_base_config
+    from seppo_video.study.evaluate import WorldEvaluator, WorldSampling
+
+    recipe = world_base_config(WORLD_BASE_DIRS["wan"])
+    world = recipe.data.world
+    prompts = split_prompts(world.validation_prompts, world.held_out_prompts, world.split_seed).held_out[:2]
+    sampling = WorldSampling(samples_per_prompt=2, num_inference_steps=4)
+    frames = 1 + (recipe.data.num_frames - 1) // 4
+    evaluator = WorldEvaluator(ModelConfig(kind="wan", pretrained="world", trainable="full"), prompts, sampling,
+                               frames=frames, size=recipe.data.resolution // 4)
+    ours = evaluator.rewards()
+    pipe = WanPipeline.from_pretrained(WORLD_BASE_DIRS["wan"])
+    for i, prompt in enumerate(prompts):
+        latents = pipe([prompt.text] * 2, num_frames=recipe.data.num_frames, height=recipe.data.resolution,
+                       width=recipe.data.resolution, num_inference_steps=4, guidance_scale=1.0, output_type="latent",
+                       generator=[torch.Generator().manual_seed(1000 * i + k) for k in range(2)]).frames
+        np.testing.assert_allclose(ours[i], [reward(clip, prompt) for clip in latents], atol=1e-4)

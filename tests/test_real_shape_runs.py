@@ -1,11 +1,11 @@
 """Each shipped real config, run on random-init models with the published shapes.
 
 The real configs (`configs/animatediff_chronomagic.yaml`, `modelscope_chronomagic.yaml`,
-`sd15_pickapic.yaml`) with only their paths pointed at the real-shape models
+`sd15_pickapic.yaml`, `wan_chronomagic.yaml`) with only their paths pointed at the real-shape models
 (`seppo-video make-tiny --shape real`) and the demo clips, at a small resolution and frame
 count, each run a `seppo-video train` process: setup, one step and a checkpoint, a resume for
 the second step, the export, and the export loaded with the diffusers pipeline itself, whose
-UNet gives the output of the policy rebuilt from the last checkpoint.
+UNet (or transformer) gives the output of the policy rebuilt from the last checkpoint.
 Everything else (trainable part, LoRA rank, pool dtype, gradient checkpointing, reference
 sampler and guidance, learning rate) is the shipped config's.
 """
@@ -30,12 +30,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_shape]
 REPO = Path(__file__).resolve().parents[1]
 # (shipped config, real-shape kind and variant, frames, prediction type)
 RUNS = {
+    "wan-t2v-1.3b": ("wan_chronomagic.yaml", "wan", "t2v-1.3b", 5, "flow_prediction"),
     "animatediff-v1-5-2": ("animatediff_chronomagic.yaml", "animatediff", "v1-5-2", 4, "epsilon"),
     "animatediff-v3": ("animatediff_chronomagic.yaml", "animatediff", "v3", 4, "epsilon"),
     "modelscope-1.7b": ("modelscope_chronomagic.yaml", "modelscope", "ms-1.7b", 4, "epsilon"),
     "sd15": ("sd15_pickapic.yaml", "sd", "sd15", 1, "epsilon"),
     "sd21-v": ("sd15_pickapic.yaml", "sd", "sd21-v", 1, "v_prediction"),
 }
+
+# What summary.json and the export's scheduler say of the schedule (other kinds: scaled-linear betas).
+SCHEDULES = {"animatediff": {"beta_schedule": "linear"}, "wan": {"shift": 3.0}}
 
 
 def _overrides(kind: str, model: Path, frames: int, out: Path, steps: int) -> list[str]:
@@ -58,6 +62,11 @@ def _load_export_with_diffusers(kind: str, model: Path, export: Path):
     """The export as a user loads it: the diffusers pipeline classes, the export's scheduler."""
     import diffusers
 
+    if kind == "wan":
+        scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(export / "scheduler")
+        pipe = diffusers.WanPipeline.from_pretrained(model, scheduler=scheduler)
+        pipe.load_lora_weights(export / "lora")
+        return pipe
     scheduler = diffusers.DDIMScheduler.from_pretrained(export / "scheduler")
     if kind == "animatediff":
         adapter = diffusers.MotionAdapter.from_pretrained(export / "motion_adapter")
@@ -72,6 +81,8 @@ def _load_export_with_diffusers(kind: str, model: Path, export: Path):
 
 
 def _pipeline_unet_output(kind: str, pipe, latents, timestep, embeds):
+    if kind == "wan":
+        return pipe.transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds).sample
     if kind == "sd":
         return pipe.unet(latents[:, :, 0], timestep, encoder_hidden_states=embeds).sample.unsqueeze(2)
     if kind == "animatediff":
@@ -97,7 +108,7 @@ def _train_in_a_process(shipped: Path, overrides: list[str], resume: bool) -> No
 @pytest.mark.parametrize("name", list(RUNS))
 def test_shipped_config_runs_on_the_real_shapes(name, run_dir):
     from seppo_video.checkpoint import find_checkpoint, read_trainable
-    from seppo_video.models.adapters import load_adapter
+    from seppo_video.models.adapters import latent_shape, load_adapter
     from seppo_video.models.real import ensure_real_shape
 
     config_file, kind, variant, frames, prediction_type = RUNS[name]
@@ -110,17 +121,18 @@ def test_shipped_config_runs_on_the_real_shapes(name, run_dir):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["prediction_type"] == prediction_type
-    expected_schedule = "linear" if kind == "animatediff" else "scaled_linear"
-    assert summary["noise_schedule"]["beta_schedule"] == expected_schedule
+    schedule = SCHEDULES.get(kind, {"beta_schedule": "scaled_linear"})
+    assert {key: summary["noise_schedule"][key] for key in schedule} == schedule
 
     # The policy of the last checkpoint, rebuilt from the base model and its trainable tensors ...
     config = load_config(shipped, _overrides(kind, model, frames, run_dir, steps=2))
     policy = load_adapter(config.model)
+    channels, latent_frames, _, _ = latent_shape(config.model, frames, 64)
     _, unexpected = policy.unet.load_state_dict(read_trainable(find_checkpoint(run_dir, "latest")), strict=False)
     assert not unexpected
     policy.unet.eval()
     torch.manual_seed(0)
-    latents = torch.randn(1, 4, frames, 8, 8)
+    latents = torch.randn(1, channels, latent_frames, 8, 8)
     timestep = torch.tensor([500])
     with torch.no_grad():
         embeds = policy.encode_prompt(["Time-lapse of a flower blooming"])
@@ -129,8 +141,9 @@ def test_shipped_config_runs_on_the_real_shapes(name, run_dir):
     gc.collect()
     # ... equals the export loaded with the diffusers pipeline classes and the export's scheduler.
     pipe = _load_export_with_diffusers(kind, model, run_dir / "export")
-    assert pipe.scheduler.config.prediction_type == prediction_type
-    assert pipe.scheduler.config.beta_schedule == expected_schedule
+    assert {key: pipe.scheduler.config[key] for key in schedule} == schedule
+    if kind != "wan":  # FlowMatchEulerDiscreteScheduler has no prediction_type: it is velocity
+        assert pipe.scheduler.config.prediction_type == prediction_type
     with torch.no_grad():
         exported = _pipeline_unet_output(kind, pipe, latents, timestep, embeds)
     torch.testing.assert_close(exported, trained, rtol=1e-3, atol=1e-4)

@@ -34,6 +34,7 @@ from seppo_video.study.runner import MethodVariant, grid_points, load_study_conf
         ("methods=[{name: seppo, grid: {seppo.beta: []}}]", "at least one value"),
         ("tuning.sed=3", "did you mean 'tuning.seed'"),
         ("base_config=configs/world_base.yaml", "'world' is the shipped one"),
+        ("kind=ltx", "the world bases are"),
     ],
 )
 def test_bad_study_config_names_the_key(repo_root, override, message):
@@ -42,12 +43,21 @@ def test_bad_study_config_names_the_key(repo_root, override, message):
 
 
 def test_shipped_study_configs_load_with_equal_tuning_budgets(repo_root):
-    for name in ("study_cpu.yaml", "study_gpu.yaml"):
+    for name in ("study_cpu.yaml", "study_gpu.yaml", "study_wan_cpu.yaml"):
         study = load_study_config(repo_root / "configs" / name)
         assert {m.name for m in study.methods} >= {"seppo", "sft", "spin", "ditto", "dpo"}
         assert len(study.seeds) >= 5
         budgets = {len(grid_points(m)) for m in study.methods if m.tuned_as is None}
         assert len(budgets) == 1 and budgets.pop() >= 4
+
+
+def test_a_study_of_one_kind_refuses_a_base_of_another(repo_root):
+    from seppo_video.models.tiny import WORLD_BASE_DIRS
+    from seppo_video.study.runner import world_of
+
+    study = load_study_config(repo_root / "configs" / "study_wan_cpu.yaml", [f"base={WORLD_BASE_DIRS['modelscope']}"])
+    with pytest.raises(ConfigError, match="is a 'modelscope' model"):
+        world_of(study)
 
 
 def test_a_study_worker_exits_when_the_study_is_killed(repo_root):
@@ -140,31 +150,44 @@ def test_summary_means_and_paired_differences_match_a_direct_computation():
 # ---------------------------------------------------------------- the world base and one tiny study
 
 
-def _tiny_base(repo_root, out):
+def _tiny_base(repo_root, out, config="world_base.yaml"):
     """A world base trained for 4 steps (the shipped config otherwise)."""
     subprocess.run([sys.executable, "-m", "seppo_video", "make-world-base", "--config",
-                    str(repo_root / "configs" / "world_base.yaml"), "--out", str(out / "base"), "--threads", "1",
+                    str(repo_root / "configs" / config), "--out", str(out / "base"), "--threads", "1",
                     "train.max_steps=4"], check=True, cwd=repo_root, capture_output=True, timeout=600)
     return out / "base"
 
 
 @pytest.mark.slow
-def test_make_world_base_writes_a_pipeline_with_its_recipe(repo_root, tmp_path):
-    from diffusers import TextToVideoSDPipeline
+@pytest.mark.parametrize(("config", "pipeline", "tokens"), [
+    ("world_base.yaml", "TextToVideoSDPipeline", ["red</w>", "growing</w>", "left</w>"]),
+    ("world_base_wan.yaml", "WanPipeline", ["\u2581red", "\u2581growing", "\u2581left"]),
+])
+def test_make_world_base_writes_a_pipeline_with_its_recipe(repo_root, tmp_path, config, pipeline, tokens):
+    import diffusers
 
-    base = _tiny_base(repo_root, tmp_path)
+    from seppo_video.atomic import file_sha256
+
+    base = _tiny_base(repo_root, tmp_path, config)
     info = json.loads((base / "world_base.json").read_text())
-    assert info["threads"] == 1 and info["config"]["data"]["kind"] == "world" and len(info["unet_sha256"]) == 64
-    assert info["overrides"] == ["train.max_steps=4"] and "train.max_steps=4" in info["command"]
+    assert info["threads"] == 1 and info["config"]["data"]["kind"] == "world" and len(info["weights_sha256"]) == 64
+    assert info["overrides"] == ["train.max_steps=4"] and f"configs/{config} " in info["command"]
     recipe = world_base_config(base)  # the recipe with its overrides applied
     assert recipe.train.max_steps == 4 and recipe.data.world.bad_fraction == 0.3
-    pipe = TextToVideoSDPipeline.from_pretrained(base)
-    assert pipe.scheduler.config.prediction_type == "v_prediction"  # the schedule it was trained with
-    assert next(pipe.unet.parameters()).dtype.is_floating_point
-    assert pipe.tokenizer.tokenize("red growing left") == ["red</w>", "growing</w>", "left</w>"]
+    pipe = getattr(diffusers, pipeline).from_pretrained(base)
+    denoiser = pipe.unet if recipe.model.kind == "modelscope" else pipe.transformer
+    assert file_sha256(base / info["weights"]) == info["weights_sha256"]
+    assert info["weights"].split("/")[0] == ("unet" if recipe.model.kind == "modelscope" else "transformer")
+    assert next(denoiser.parameters()).dtype.is_floating_point
+    assert pipe.tokenizer.tokenize("red growing left") == tokens
+    if recipe.model.kind == "modelscope":
+        assert pipe.scheduler.config.prediction_type == "v_prediction"  # the schedule it was trained with
+    else:
+        assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+        assert denoiser.config.num_layers == 4  # the widened world transformer, not the tiny one
     # The same command again gives the same weights, bit for bit.
-    again = _tiny_base(repo_root, tmp_path / "again")
-    assert json.loads((again / "world_base.json").read_text())["unet_sha256"] == info["unet_sha256"]
+    again = _tiny_base(repo_root, tmp_path / "again", config)
+    assert json.loads((again / "world_base.json").read_text())["weights_sha256"] == info["weights_sha256"]
 
 
 def _tiny_study_command(repo_root, out, base, *extra: str) -> list[str]:

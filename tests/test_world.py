@@ -130,6 +130,28 @@ def test_world_words_are_single_tokens_whatever_their_order(tmp_path):
         build_tokenizer(tmp_path / "d", words=["Red"])
 
 
+def test_world_words_are_single_pieces_of_the_t5_tokenizer(tmp_path):
+    from seppo_video.models.tiny import build_t5_tokenizer
+
+    tokenizer = build_t5_tokenizer(tmp_path / "t5", words=WORDS)
+    prompt = all_prompts()[0]
+    tokens = tokenizer.tokenize(prompt.text)
+    assert tokens[:3] == [f"\u2581{prompt.colour}", f"\u2581{prompt.direction}", f"\u2581{prompt.position}"]
+    assert tokens[-1] == "lapse"  # after the hyphen: the piece without the word-start marker
+    assert tokenizer.tokenize("reds") == ["\u2581red", "s"]  # an unlisted word falls back to characters
+    assert build_t5_tokenizer(tmp_path / "chars").tokenize("red") == ["\u2581r", "e", "d"]
+
+
+def test_the_world_base_exists_for_modelscope_and_wan_only():
+    from seppo_video.config import ModelConfig
+    from seppo_video.models.adapters import resolve_paths
+    from seppo_video.models.tiny import WORLD_BASE_DIRS
+
+    assert resolve_paths(ModelConfig(kind="wan", pretrained="world")).pipeline == WORLD_BASE_DIRS["wan"]
+    with pytest.raises(ConfigError, match=r"shipped for model.kind in \['modelscope', 'wan'\]"):
+        resolve_paths(ModelConfig(kind="ltx", pretrained="world"))
+
+
 # ---------------------------------------------------------------- data
 
 

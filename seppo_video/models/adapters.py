@@ -47,7 +47,7 @@ from seppo_video.config import (
     noise_family,
     require_package,
 )
-from seppo_video.models.tiny import WORLD_BASE_DIR, ensure_tiny
+from seppo_video.models.tiny import WORLD_BASE_DIRS, ensure_tiny
 
 # Training-schedule defaults that differ from what the backbone's pipeline folder says.
 # AnimateDiff's motion modules (v1 to v3) were trained with a linear beta schedule on SD-1.5
@@ -807,13 +807,14 @@ def resolve_paths(config: ModelConfig) -> ModelPaths:
             return ModelPaths(root / "sd", root / "motion_adapter")
         return ModelPaths(root)
     if config.pretrained == "world":
-        if config.kind != "modelscope" or not (WORLD_BASE_DIR / "model_index.json").is_file():
+        folder = WORLD_BASE_DIRS.get(config.kind)
+        if folder is None or not (folder / "model_index.json").is_file():
             raise ConfigError(
-                "model.pretrained: 'world' is the synthetic world's base model, a modelscope pipeline "
-                f"(model.kind='modelscope') shipped in {WORLD_BASE_DIR}; rebuild it with "
-                "`seppo-video make-world-base --config configs/world_base.yaml` if it is missing"
+                "model.pretrained: 'world' is the synthetic world's base model, shipped for model.kind in "
+                f"{sorted(WORLD_BASE_DIRS)} ({config.kind!r}: {folder}); rebuild a missing one with "
+                "`seppo-video make-world-base --config configs/world_base.yaml` (world_base_wan.yaml for wan)"
             )
-        return ModelPaths(WORLD_BASE_DIR)
+        return ModelPaths(folder)
     pipeline = Path(config.pretrained).expanduser()
     if not (pipeline / "model_index.json").exists() and not (pipeline / "unet").is_dir():
         raise ConfigError(

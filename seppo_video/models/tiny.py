@@ -56,9 +56,10 @@ WAN_LATENT_CHANNELS = 4
 COGVIDEOX_LATENT_CHANNELS = 4
 LTX_LATENT_CHANNELS = 4
 TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copies are rebuilt
-# The synthetic world's pretrained base model, shipped with the package (``model.pretrained: world``;
-# built by ``seppo-video make-world-base``, seppo_video/study/base.py).
-WORLD_BASE_DIR = Path(__file__).parent / "world_base"
+# The synthetic world's pretrained base models, shipped with the package (``model.pretrained: world``,
+# one per backbone kind; built by ``seppo-video make-world-base``, seppo_video/study/base.py).
+WORLD_BASE_DIRS = {"modelscope": Path(__file__).parent / "world_base", "wan": Path(__file__).parent / "world_base_wan"}
+WORLD_BASE_DIR = WORLD_BASE_DIRS["modelscope"]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -231,28 +232,46 @@ def _shared_parts(tokenizer_dir: Path, words: Sequence[str] = ()) -> dict:
     }
 
 
-def build_t5_tokenizer(directory: Path, model_max_length: int = 512):
+def build_t5_tokenizer(directory: Path, model_max_length: int = 512, words: Sequence[str] = ()):
     """A T5 (Unigram) tokenizer whose pieces are single characters, the UMT5 layout without its
     250k-piece SentencePiece model: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, then the word-start
-    marker and every printable ASCII character, with and without it. Built offline."""
+    marker and every printable ASCII character, with and without it. Built offline.
+
+    ``words`` each become one piece (with and without the word-start marker), scored above any
+    spelling of them in characters, so the tokenizer keeps them whole as a real UMT5 keeps common words."""
     from transformers import T5Tokenizer
 
     chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [(c, -3.0) for c in chars] + [("\u2581" + c, -2.5) for c in chars]
+    pieces += [(piece, -1.0) for word in words for piece in ("\u2581" + word, word)]
     tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(directory))
     return tokenizer
 
 
-def _wan_parts(tokenizer_dir: Path) -> dict:
+def tiny_wan_transformer(**changes):
+    """The tiny ``WanTransformer3DModel`` (random init); ``changes`` override its config (e.g. width)."""
+    from diffusers import WanTransformer3DModel
+
+    config = {
+        "patch_size": (1, 2, 2), "num_attention_heads": 2,
+        "attention_head_dim": 12,  # rotary dims 4 + 4 + 4 (t, h, w)
+        "in_channels": WAN_LATENT_CHANNELS, "out_channels": WAN_LATENT_CHANNELS, "text_dim": TEXT_DIM,
+        "freq_dim": 32, "ffn_dim": 64, "num_layers": 2, "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads", "eps": 1e-6,
+    }
+    return WanTransformer3DModel(**{**config, **changes})
+
+
+def _wan_parts(tokenizer_dir: Path, words: Sequence[str]) -> dict:
     import inspect
 
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
     from transformers import UMT5Config, UMT5EncoderModel
 
-    tokenizer = build_t5_tokenizer(tokenizer_dir)
+    tokenizer = build_t5_tokenizer(tokenizer_dir, words=words)
     text_encoder = UMT5EncoderModel(UMT5Config(
         vocab_size=len(tokenizer), d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
         relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -266,11 +285,7 @@ def _wan_parts(tokenizer_dir: Path) -> dict:
         latents_std=defaults["latents_std"].default[:WAN_LATENT_CHANNELS],
         scale_factor_spatial=4, scale_factor_temporal=4,
     )
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,  # 12: rotary dims 4 + 4 + 4 (t, h, w)
-        in_channels=WAN_LATENT_CHANNELS, out_channels=WAN_LATENT_CHANNELS, text_dim=TEXT_DIM, freq_dim=32,
-        ffn_dim=64, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
-    )
+    transformer = tiny_wan_transformer()
     # The published Wan 2.1 1.3B shift, as the Euler scheduler the trainer reads it as.
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=published.wan21_scheduler()["flow_shift"])
     return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae, "transformer": transformer,
@@ -289,11 +304,11 @@ def _tiny_t5(tokenizer):
     ))
 
 
-def _cogvideox_parts(tokenizer_dir: Path) -> dict:
+def _cogvideox_parts(tokenizer_dir: Path, words: Sequence[str]) -> dict:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
     max_text = published.cogvideox_2b_transformer()["max_text_seq_length"]  # 226, CogVideoXPipeline's padding
-    tokenizer = build_t5_tokenizer(tokenizer_dir, model_max_length=max_text)
+    tokenizer = build_t5_tokenizer(tokenizer_dir, model_max_length=max_text, words=words)
     text_encoder = _tiny_t5(tokenizer)
     vae = AutoencoderKLCogVideoX(
         down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
@@ -312,10 +327,10 @@ def _cogvideox_parts(tokenizer_dir: Path) -> dict:
             "scheduler": scheduler}
 
 
-def _ltx_parts(tokenizer_dir: Path) -> dict:
+def _ltx_parts(tokenizer_dir: Path, words: Sequence[str]) -> dict:
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 
-    tokenizer = build_t5_tokenizer(tokenizer_dir, model_max_length=128)  # LTXPipeline's max_sequence_length
+    tokenizer = build_t5_tokenizer(tokenizer_dir, model_max_length=128, words=words)  # LTXPipeline's max_sequence_length
     # The published block layout (4x4 patches, three spatio-temporal halvings: 32x / 8x), narrow and one
     # layer deep.
     vae = AutoencoderKLLTXVideo(
@@ -345,7 +360,7 @@ _TRANSFORMER_PIPELINES = {"wan": ("WanPipeline", _wan_parts), "cogvideox": ("Cog
 def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0, words: Sequence[str] = ()) -> Path:
     """Write a random-init model of ``kind`` to ``out`` (atomically) and return it.
 
-    ``words`` become whole-word tokens of the CLIP tokenizer (UNet backbones; see ``build_tokenizer``).
+    ``words`` become whole-word tokens of its tokenizer (see ``build_tokenizer``, ``build_t5_tokenizer``).
     """
     if kind not in BACKBONE_KINDS:
         raise ValueError(f"kind must be one of {BACKBONE_KINDS}, got {kind!r}")
@@ -356,7 +371,7 @@ def make_tiny(kind: BackboneKind, out: str | os.PathLike, seed: int = 0, words: 
             import diffusers
 
             pipeline_class, parts = _TRANSFORMER_PIPELINES[kind]
-            getattr(diffusers, pipeline_class)(**parts(tmp / ".tokenizer")).save_pretrained(tmp)
+            getattr(diffusers, pipeline_class)(**parts(tmp / ".tokenizer", words)).save_pretrained(tmp)
         else:
             _write_unet_pipelines(kind, tmp, words)
         _remove_tree(tmp / ".tokenizer")

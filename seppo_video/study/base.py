@@ -1,15 +1,15 @@
-"""The world's base model: a competent, imperfect starting point for alignment.
+"""The world's base models: competent, imperfect starting points for alignment.
 
-``seppo-video make-world-base --config configs/world_base.yaml`` builds it: a random-init tiny
-ModelScope pipeline whose CLIP tokenizer has the world's words as whole tokens
-(``make_tiny(words=WORDS)``), pretrained with ``seppo-video train``'s own loop (SFT) on a mixture
-of good and defective clips of the world's training prompts, so that its samples are a bimodal
-mix of good clips and clips with a defect. The result is a standard diffusers pipeline folder
-(the trained UNet stored in float16 to keep the shipped copy small; diffusers loads it as
-float32) with ``world_base.json``: the recipe, the torch version and thread count it was built
-with, and the UNet's sha256. The repository ships one in ``seppo_video/models/world_base``
-(``model.pretrained: world``); the same command with the same torch version and thread count
-rebuilds it bit for bit.
+``seppo-video make-world-base --config configs/world_base.yaml`` (ModelScope UNet) or
+``configs/world_base_wan.yaml`` (Wan flow-matching transformer) builds one: a random-init tiny
+pipeline whose tokenizer has the world's words as whole tokens (``make_tiny(words=WORDS)``),
+pretrained with ``seppo-video train``'s own loop (SFT) on a mixture of good and defective clips of
+the world's training prompts, so that its samples are a bimodal mix of good clips and clips with a
+defect. The result is a standard diffusers pipeline folder (the trained denoiser stored in float16
+to keep the shipped copy small; diffusers loads it as float32) with ``world_base.json``: the
+recipe, the torch version and thread count it was built with, and the denoiser's sha256. The
+repository ships one per kind in ``WORLD_BASE_DIRS`` (``model.pretrained: world``); the same
+command with the same torch version and thread count rebuilds it bit for bit.
 """
 
 from __future__ import annotations
@@ -30,17 +30,19 @@ import yaml
 from seppo_video.atomic import atomic_directory, file_sha256
 from seppo_video.config import Config, ConfigError, config_from_mapping, load_config
 from seppo_video.data.world import WORDS
-from seppo_video.models.tiny import WORLD_BASE_DIR, make_tiny
+from seppo_video.models.tiny import WORLD_BASE_DIRS, make_tiny, tiny_wan_transformer
 from seppo_video.train import train
 
 WORLD_BASE_INFO = "world_base.json"
-UNET_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
+# The denoiser each kind's base trains (its pipeline's folder name).
+DENOISER = {"modelscope": "unet", "wan": "transformer"}
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 
-def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int = 2,
+def build_world_base(config_path: Path, out: Path | None = None, threads: int = 2,
                      overrides: Sequence[str] = (), work: Path | None = None) -> Path:
     """Pretrain the world's base model with the training config ``config_path`` (and ``key=value``
-    ``overrides``) and write it to ``out``.
+    ``overrides``) and write it to ``out`` (default: the package's copy for the config's model kind).
 
     ``model.pretrained`` and ``output_dir`` are set here (a fresh random init and a scratch folder);
     everything else is the config's. ``threads`` fixes torch's CPU threads, since float reductions,
@@ -48,11 +50,16 @@ def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int
     """
     recipe = yaml.safe_load(Path(config_path).read_text())
     config = load_config(config_path, overrides)
-    if config.model.kind != "modelscope" or config.data.kind != "world" or config.seppo.method != "sft":
-        raise ConfigError(f"{config_path}: the world base is SFT of a modelscope model on data.kind='world'")
+    kind = config.model.kind
+    if kind not in DENOISER or config.data.kind != "world" or config.seppo.method != "sft":
+        raise ConfigError(f"{config_path}: the world base is SFT of a model.kind in {sorted(DENOISER)} "
+                          f"on data.kind='world' (got model.kind={kind!r}, data.kind={config.data.kind!r}, "
+                          f"seppo.method={config.seppo.method!r})")
+    out = Path(out) if out is not None else WORLD_BASE_DIRS[kind]
+    denoiser = DENOISER[kind]
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="world-base-", dir=work) as scratch:
-        init = world_init(Path(scratch) / "init", seed=config.seed)
+        init = world_init(Path(scratch) / "init", kind=kind, seed=config.seed)
         run_dir = Path(scratch) / "run"
         started = time.perf_counter()
         train(load_config(config_path, [*overrides, f"model.pretrained={init}", f"output_dir={run_dir}"]))
@@ -60,11 +67,11 @@ def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int
         with atomic_directory(out) as tmp:
             shutil.copytree(init, tmp, dirs_exist_ok=True)
             (tmp / "seppo_tiny.json").unlink()  # world_base.json says what this folder is
-            for part in ("unet", "scheduler"):  # the trained UNet, and the schedule it was trained with
+            for part in (denoiser, "scheduler"):  # the trained denoiser, and the schedule it was trained with
                 shutil.rmtree(tmp / part)
                 shutil.copytree(run_dir / "export" / part, tmp / part)
-            _store_half(tmp / "unet")
-            info = _info(recipe, list(overrides), threads, minutes, tmp)
+            _store_half(tmp / denoiser)
+            info = _info(recipe, Path(config_path).name, list(overrides), threads, minutes, tmp / denoiser)
             (tmp / WORLD_BASE_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return out
 
@@ -77,12 +84,23 @@ def build_world_base(config_path: Path, out: Path = WORLD_BASE_DIR, threads: int
 TOKEN_EMBEDDING_SCALE = 50.0
 
 
-def world_init(out: Path, seed: int = 0) -> Path:
-    """The random-init model the world base is trained from: tiny ModelScope, the world's words as
-    tokens, token embeddings scaled by ``TOKEN_EMBEDDING_SCALE``."""
+# The Wan base's transformer: the tiny Wan's layout, widened to about the world UNet's size (1.2 M
+# parameters against its 1.3 M) so the two families are compared at one capacity. The tiny Wan
+# (27 k parameters) cannot learn the world: 20 SFT steps move its reward by 0.005.
+WORLD_WAN_TRANSFORMER = {"num_attention_heads": 4, "attention_head_dim": 32, "ffn_dim": 512, "num_layers": 4}
+
+
+def world_init(out: Path, kind: str = "modelscope", seed: int = 0) -> Path:
+    """The random-init model a world base is trained from: the tiny ``kind`` with the world's words
+    as tokens. ModelScope's CLIP token embeddings are scaled by ``TOKEN_EMBEDDING_SCALE``; UMT5's
+    are drawn at std 1 already. Wan's transformer is ``WORLD_WAN_TRANSFORMER``."""
+    make_tiny(kind, out, seed=seed, words=WORDS)
+    if kind == "wan":
+        torch.manual_seed(seed)
+        tiny_wan_transformer(**WORLD_WAN_TRANSFORMER).save_pretrained(out / "transformer")
+        return out
     from transformers import CLIPTextModel
 
-    make_tiny("modelscope", out, seed=seed, words=WORDS)
     encoder = CLIPTextModel.from_pretrained(out / "text_encoder")
     with torch.no_grad():
         encoder.get_input_embeddings().weight.mul_(TOKEN_EMBEDDING_SCALE)
@@ -91,16 +109,17 @@ def world_init(out: Path, seed: int = 0) -> Path:
 
 
 def _store_half(folder: Path) -> None:
-    """Rewrite the UNet's weights file in float16 (half the size; diffusers loads it as float32)."""
+    """Rewrite the denoiser's weights file in float16 (half the size; diffusers loads it as float32)."""
     from safetensors.torch import load_file, save_file
 
-    path = folder / UNET_WEIGHTS.name
+    path = folder / WEIGHTS_FILE
     save_file({name: tensor.half() for name, tensor in load_file(path).items()}, path, metadata={"format": "pt"})
 
 
-def _info(recipe: dict[str, Any], overrides: list[str], threads: int, minutes: float, folder: Path) -> dict[str, Any]:
+def _info(recipe: dict[str, Any], config_name: str, overrides: list[str], threads: int, minutes: float,
+          denoiser: Path) -> dict[str, Any]:
     return {
-        "command": shlex.join(["seppo-video", "make-world-base", "--config", "configs/world_base.yaml",
+        "command": shlex.join(["seppo-video", "make-world-base", "--config", f"configs/{config_name}",
                                "--threads", str(threads), *overrides]),
         "config": recipe,
         "overrides": overrides,
@@ -108,20 +127,21 @@ def _info(recipe: dict[str, Any], overrides: list[str], threads: int, minutes: f
         "threads": threads,
         "machine": platform.machine(),
         "train_minutes": round(minutes, 1),
-        "unet_sha256": file_sha256(folder / UNET_WEIGHTS),
+        "weights": f"{denoiser.name}/{WEIGHTS_FILE}",
+        "weights_sha256": file_sha256(denoiser / WEIGHTS_FILE),
     }
 
 
-def world_base_config(folder: Path = WORLD_BASE_DIR) -> Config:
+def world_base_config(folder: Path = WORLD_BASE_DIRS["modelscope"]) -> Config:
     """The training config a world base folder was built with (its recipe and overrides)."""
     info = world_base_info(folder)
     return config_from_mapping(info["config"], info["overrides"])
 
 
-def world_base_info(folder: Path = WORLD_BASE_DIR) -> dict[str, Any]:
+def world_base_info(folder: Path = WORLD_BASE_DIRS["modelscope"]) -> dict[str, Any]:
     """The recipe a world base folder was built with (its ``world_base.json``)."""
     path = Path(folder) / WORLD_BASE_INFO
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a world base (no {WORLD_BASE_INFO}); build one with "
-                                "`seppo-video make-world-base --config configs/world_base.yaml`")
+                                "`seppo-video make-world-base --config configs/world_base.yaml` (or world_base_wan.yaml)")
     return json.loads(path.read_text())

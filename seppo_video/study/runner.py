@@ -47,7 +47,7 @@ from seppo_video.data.world import PromptSplit, split_prompts
 from seppo_video.models.adapters import latent_shape, resolve_paths
 from seppo_video.seppo.diagnostics import pool_precision
 from seppo_video.seppo.pool import ReferencePool
-from seppo_video.study.base import WORLD_BASE_INFO, build_world_base, world_base_config
+from seppo_video.study.base import DENOISER, WORLD_BASE_INFO, build_world_base, world_base_config
 from seppo_video.study.evaluate import DEVICE, WorldEvaluator, WorldSampling
 from seppo_video.train import policy_weights
 
@@ -85,7 +85,8 @@ class EvalConfig:
 class StudyConfig:
     output_dir: str = "runs/study_cpu"
     report_dir: str = "docs/study"
-    base: str = "world"  # model.pretrained of the base: 'world' (shipped) or a make-world-base folder
+    kind: str = "modelscope"  # the backbone: 'modelscope' (UNet) or 'wan' (flow-matching transformer)
+    base: str = "world"  # model.pretrained of the base: 'world' (shipped for the kind) or a make-world-base folder
     # With a folder as ``base``: the make-world-base config that builds it there when it is missing.
     base_config: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
@@ -128,6 +129,8 @@ def load_study_config(path: str | Path | None, overrides: list[str] = ()) -> Stu
         raise ConfigError(f"tuning.seed: {study.tuning.seed} is also a comparison seed; use another")
     if study.parallel_runs < 1:
         raise ConfigError(f"parallel_runs: must be >= 1, got {study.parallel_runs}")
+    if study.kind not in DENOISER:
+        raise ConfigError(f"kind: the world bases are {sorted(DENOISER)}, got {study.kind!r}")
     if study.base_config is not None and study.base == "world":
         raise ConfigError("base_config: builds a base into the folder named by base; 'world' is the shipped one")
     return study
@@ -158,10 +161,13 @@ class World:
 
 
 def world_of(study: StudyConfig) -> World:
-    base = ModelConfig(kind="modelscope", pretrained=study.base, trainable="full")
+    base = ModelConfig(kind=study.kind, pretrained=study.base, trainable="full")
     if study.base_config is not None and not (Path(study.base) / WORLD_BASE_INFO).is_file():
         build_world_base(Path(study.base_config), Path(study.base), threads=torch.get_num_threads())
-    data = world_base_config(resolve_paths(base).pipeline).data
+    recipe = world_base_config(resolve_paths(base).pipeline)
+    if recipe.model.kind != study.kind:
+        raise ConfigError(f"kind: {study.kind!r}, but the base {study.base} is a {recipe.model.kind!r} model")
+    data = recipe.data
     _, frames, size, _ = latent_shape(base, data.num_frames, data.resolution)
     world = data.world
     return World(
@@ -175,12 +181,9 @@ def world_of(study: StudyConfig) -> World:
     )
 
 
-MODEL = ["model.kind=modelscope", "model.trainable=full", "data.kind=world"]
-
-
 def _training_config(study: StudyConfig, world: World, overrides: list[str]) -> Config:
-    fixed = [*MODEL, f"model.pretrained={study.base}", *world.data_overrides, "train.log_with=none",
-             "sample.prompts=[]"]
+    fixed = [f"model.kind={study.kind}", "model.trainable=full", "data.kind=world", f"model.pretrained={study.base}",
+             *world.data_overrides, "train.log_with=none", "sample.prompts=[]"]
     return load_config(None, [*fixed, *study.align_overrides, *overrides])
 
 
