@@ -86,7 +86,7 @@ TOKEN_EMBEDDING_SCALE = 50.0
 
 # The Wan base's transformer: the tiny Wan's layout, widened to about the world UNet's size (1.2 M
 # parameters against its 1.3 M) so the two families are compared at one capacity. The tiny Wan
-# (27 k parameters) cannot learn the world: 20 SFT steps move its reward by 0.005.
+# (24 k parameters) cannot learn the world: 20 SFT steps move its reward by 0.005.
 WORLD_WAN_TRANSFORMER = {"num_attention_heads": 4, "attention_head_dim": 32, "ffn_dim": 512, "num_layers": 4}
 
 
