@@ -20,6 +20,7 @@ import statistics
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from seppo_video.checkpoint import TrainerState
 from seppo_video.config import Config, ConfigError
@@ -87,7 +88,7 @@ def calibrate_beta(config: Config, batches: int = 4, target: float = DEFAULT_TAR
     theta_0 = {name: p.detach().clone() for name, p in run.adapter.named_trainable_parameters()}
     state, changes, before, ref_errors = TrainerState(), [], [], []
     stream = iterate_batches(run, state)
-    for _ in range(batches):
+    for _ in tqdm(range(batches), desc="calibrate-beta", unit="batch"):
         held_out, key = next(stream), state.batches_seen
         state.batches_seen += 1
         before += _held_out_change(run, held_out, key)[0]
