@@ -12,7 +12,7 @@ import torch
 
 from seppo_video.config import load_config
 from seppo_video.data.world import GOOD_REWARD, prompt_of, reward, split_prompts
-from seppo_video.models.tiny import WORLD_BASE_DIR, WORLD_BASE_DIRS
+from seppo_video.models.tiny import WORLD_BASE_DIRS
 from seppo_video.study.base import world_base_info
 
 
@@ -30,7 +30,7 @@ def test_the_shipped_world_bases_are_what_their_recipes_say(repo_root, kind, con
     assert file_sha256(folder / info["weights"]) == info["weights_sha256"]
     assert info["config"] == yaml.safe_load((repo_root / "configs" / config).read_text())
     assert info["overrides"] == [] and info["config"]["model"]["kind"] == kind
-    assert info["config"]["data"]["world"] == world_base_info(WORLD_BASE_DIR)["config"]["data"]["world"]
+    assert info["config"]["data"]["world"] == world_base_info(WORLD_BASE_DIRS["modelscope"])["config"]["data"]["world"]
 
 
 def test_the_demo_sees_the_world_its_base_was_trained_on(repo_root):
@@ -65,7 +65,7 @@ def test_readme_demo_reports_held_out_reward_before_and_after(repo_root, tmp_pat
     # The base's rewards, recomputed from diffusers' own pipeline sampling the same prompts and seeds.
     from diffusers import TextToVideoSDPipeline
 
-    pipe = TextToVideoSDPipeline.from_pretrained(WORLD_BASE_DIR)
+    pipe = TextToVideoSDPipeline.from_pretrained(WORLD_BASE_DIRS["modelscope"])
     samples = report["sampling"]["samples_per_prompt"]
     for i in (0, len(held_out) - 1):
         prompt = held_out[i]

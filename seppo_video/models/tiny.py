@@ -59,7 +59,6 @@ TINY_LAYOUT_VERSION = 1  # bump when the tiny architecture changes: cached copie
 # The synthetic world's pretrained base models, shipped with the package (``model.pretrained: world``,
 # one per backbone kind; built by ``seppo-video make-world-base``, seppo_video/study/base.py).
 WORLD_BASE_DIRS = {"modelscope": Path(__file__).parent / "world_base", "wan": Path(__file__).parent / "world_base_wan"}
-WORLD_BASE_DIR = WORLD_BASE_DIRS["modelscope"]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
