@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,3 +27,28 @@ def tiny_paths():
     from seppo_video.models.tiny import ensure_tiny
 
     return {kind: ensure_tiny(kind) for kind in ("animatediff", "modelscope", "sd")}
+
+
+@pytest.fixture(scope="session")
+def real_shape_model():
+    """``ensure_real_shape`` that first removes the other cached real-shape models.
+
+    All of them together take about 28 GB and CI's disk may not hold that beside the runs'
+    checkpoints, so the tests keep one at a time (AnimateDiff keeps the SD-1.5 it links to).
+    """
+    from seppo_video.models.real import ensure_real_shape, real_shape_path
+
+    def ensure(kind: str, variant: str | None = None) -> Path:
+        target = real_shape_path(kind, variant)
+        keep = {target.name, "sd-sd15"} if kind == "animatediff" else {target.name}
+        if target.parent.exists():
+            for entry in target.parent.iterdir():
+                if entry.name in keep:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        return ensure_real_shape(kind, variant)
+
+    return ensure

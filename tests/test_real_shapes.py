@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from seppo_video.cli import REAL_VARIANTS, main
-from seppo_video.models.real import VARIANTS, VariantError, ensure_real_shape, resolve_variant
+from seppo_video.models.real import VARIANTS, VariantError, resolve_variant
 from seppo_video.models.tiny import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,9 +200,9 @@ def test_cli_rejects_an_unknown_shape(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module", params=ALL, ids=["-".join(p) for p in ALL])
-def real(request):
+def real(request, real_shape_model):
     kind, variant = request.param
-    return kind, variant, ensure_real_shape(kind, variant)
+    return kind, variant, real_shape_model(kind, variant)
 
 
 @pytest.mark.slow
@@ -270,12 +270,12 @@ def test_loads_with_the_standard_classes(real):
 
 @pytest.mark.slow
 @pytest.mark.real_shape
-def test_real_animatediff_steps_through_the_trainer_adapter():
+def test_real_animatediff_steps_through_the_trainer_adapter(real_shape_model):
     """The v1-5-2 real shape behind seppo_video's own adapter: prompt, 8x8 latents, gradient on motion only."""
     from seppo_video.config import ModelConfig
     from seppo_video.models.adapters import load_adapter
 
-    root = ensure_real_shape("animatediff", "v1-5-2")
+    root = real_shape_model("animatediff", "v1-5-2")
     adapter = load_adapter(ModelConfig(kind="animatediff", pretrained=str(root / "sd"),
                                        motion_adapter=str(root / "motion_adapter"), trainable="motion"))
     embeds = adapter.encode_prompt(["a red ball", ""])
