@@ -60,6 +60,57 @@ class TrainerState:
     collapse_alarm: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
+class CheckpointSize:
+    """Bytes one checkpoint takes, estimated from the trainable tensors before any is written."""
+
+    trainable: int
+    optimizer: int  # AdamW's two moments (one byte each for bitsandbytes' 8-bit AdamW)
+    ema: int
+    pool: int  # at full size: theta_0 in the training dtype, the other snapshots in the pool dtype
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.optimizer + self.ema + self.pool
+
+
+def estimate_checkpoint_size(trainable: list[torch.Tensor], pool: ReferencePool | None, ema: bool,
+                             eight_bit_adam: bool) -> CheckpointSize:
+    """What ``save_checkpoint`` will write for these trainable tensors, ``pool`` once it is full."""
+    numel = sum(t.numel() for t in trainable)
+    nbytes = sum(t.numel() * t.element_size() for t in trainable)
+    pool_bytes = 0 if pool is None else nbytes + (pool.max_size - 1) * numel * pool.dtype.itemsize
+    return CheckpointSize(trainable=nbytes, optimizer=2 * (numel if eight_bit_adam else nbytes),
+                          ema=nbytes if ema else 0, pool=pool_bytes)
+
+
+def warn_if_checkpoints_may_not_fit(run_dir: Path, size: CheckpointSize, keep: int) -> str | None:
+    """Warn at start-up, not at the first checkpoint hours later, when the disk cannot hold ``keep``
+    checkpoints plus the one being written (less what the run's checkpoints take already).
+    Returns the warning, or None."""
+    existing = sum(f.stat().st_size for c in complete_checkpoints(run_dir) for f in c.rglob("*") if f.is_file())
+    needed = max(size.total, (keep + 1) * size.total - existing)
+    folder = Path(run_dir).absolute()
+    while not folder.exists():  # the run's folder may not exist yet: its disk is its nearest parent's
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if needed <= free:
+        return None
+    parts = ", ".join(f"{name} {_size(value)}" for name, value in
+                      (("trainable", size.trainable), ("optimizer", size.optimizer), ("EMA", size.ema),
+                       ("full pool", size.pool)) if value)
+    message = (f"checkpoints may not fit on disk: each takes about {_size(size.total)} ({parts}); with "
+               f"train.checkpoints_keep={keep}, {keep + 1} exist while one is written, {_size(needed)} more "
+               f"than {run_dir} holds now, but its disk has {_size(free)} free. Free space, or lower "
+               "train.checkpoints_keep or seppo.pool_size, or set seppo.pool_dtype=bfloat16")
+    logger.warning(message)
+    return message
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.3g} MB"
+
+
 def all_ranks_agree(accelerator, flag: bool) -> bool:
     """True when ``flag`` holds on every process (also a barrier): ranks then take the same branch."""
     votes = torch.tensor([float(flag)], device=accelerator.device)

@@ -24,15 +24,18 @@ from tqdm.auto import tqdm
 
 from seppo_video.atomic import atomic_write_json, atomic_write_text
 from seppo_video.checkpoint import (
+    CheckpointSize,
     TrainerState,
     all_ranks_agree,
     checkpoint_step,
+    estimate_checkpoint_size,
     find_checkpoint,
     load_checkpoint,
     read_ema_weights,
     read_trainable,
     register_trainable_only_hooks,
     save_checkpoint,
+    warn_if_checkpoints_may_not_fit,
 )
 from seppo_video.config import Config, ConfigError, load_config
 from seppo_video.export import export_weights
@@ -178,6 +181,12 @@ def _tracker(name: str) -> list[str] | None:
     return None if name == "none" else [name]  # config.validate checked that the tracker is installed
 
 
+def checkpoint_size(run: Run) -> CheckpointSize:
+    """The estimated bytes of one of this run's checkpoints (its pool at full size)."""
+    return estimate_checkpoint_size([p for _, p in run.adapter.named_trainable_parameters()], run.pool,
+                                    ema=run.ema is not None, eight_bit_adam=run.config.train.use_8bit_adam)
+
+
 def make_optimizer(config: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The configured optimizer over ``params`` (AdamW, or bitsandbytes' 8-bit AdamW)."""
     kwargs = dict(
@@ -219,6 +228,7 @@ def train(config: Config, resume: str | None = None) -> Run:
     elif run.pool is not None:
         run.pool.add(0, run.adapter.trainable_state())  # theta_0
     if accelerator.is_main_process:
+        warn_if_checkpoints_may_not_fit(out, checkpoint_size(run), config.train.checkpoints_keep)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         accelerator.init_trackers("seppo-video", config=_flat(config.to_dict()))

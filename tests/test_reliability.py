@@ -302,6 +302,64 @@ def test_a_failed_folder_replacement_puts_the_old_version_back(tmp_path, monkeyp
     assert (target / "weights").read_text() == "old"
 
 
+def _gib_free(monkeypatch, free: int) -> None:
+    usage = shutil.disk_usage("/")
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda _: usage._replace(free=free))
+
+
+def test_the_checkpoint_size_estimate_is_what_a_checkpoint_takes_and_a_short_disk_warns_at_start(
+    tmp_path, monkeypatch, caplog
+):
+    from seppo_video.train import checkpoint_size
+
+    _gib_free(monkeypatch, 1)
+    # a full pool (theta_0 in float32, one bfloat16 snapshot), EMA and AdamW
+    config = _config(tmp_path / "run", "seppo.method=seppo", "seppo.pool_size=2", "seppo.pool_dtype=bfloat16",
+                     "train.max_steps=2", "train.checkpoint_every=2")
+    with caplog.at_level(logging.WARNING, logger="seppo_video.checkpoint"):
+        run = train(config)
+    size = checkpoint_size(run)
+    warning = [r.getMessage() for r in caplog.records if "may not fit" in r.getMessage()]
+    assert len(warning) == 1 and "train.checkpoints_keep=3, 4 exist while one is written" in warning[0]
+    assert f"{4 * size.total / 1e6:.3g} MB more" in warning[0]  # the tiny model's checkpoints are MBs
+    written = _step(tmp_path / "run", 2)
+
+    def on_disk(*patterns: str) -> int:
+        return sum(f.stat().st_size for pattern in patterns for f in written.glob(pattern))
+
+    # The files as written, each within its headers (safetensors' JSON, torch.save's zip) of the estimate.
+    numel = sum(p.numel() for _, p in run.adapter.named_trainable_parameters())
+    assert size.trainable == size.ema == 4 * numel and size.optimizer == 8 * numel and size.pool == 6 * numel
+    for estimate, actual in ((size.trainable, on_disk("trainable.safetensors")), (size.ema, on_disk("ema.*")),
+                             (size.optimizer, on_disk("optimizer.bin")), (size.pool, on_disk("pool/*"))):
+        assert estimate <= actual <= 1.05 * estimate + 64_000, (estimate, actual)
+
+
+def test_the_disk_warning_counts_the_checkpoints_already_there(tmp_path, monkeypatch):
+    mb = 1_000_000
+    size = checkpoint.CheckpointSize(trainable=100 * mb, optimizer=200 * mb, ema=0, pool=300 * mb)
+    # 3 x 600 MB for a new run (its folder not made yet: the disk is its parent's)
+    _gib_free(monkeypatch, 1800 * mb)
+    assert checkpoint.warn_if_checkpoints_may_not_fit(tmp_path / "new" / "run", size, keep=2) is None
+    _gib_free(monkeypatch, 1800 * mb - 1)
+    message = checkpoint.warn_if_checkpoints_may_not_fit(tmp_path / "new" / "run", size, keep=2)
+    assert message.startswith("checkpoints may not fit on disk: each takes about 0.60 GB (trainable 0.10 GB, "
+                              "optimizer 0.20 GB, full pool 0.30 GB); with train.checkpoints_keep=2, 3 exist while "
+                              "one is written, 1.80 GB more than")
+    assert message.endswith("has 1.80 GB free. Free space, or lower train.checkpoints_keep or seppo.pool_size, "
+                            "or set seppo.pool_dtype=bfloat16")
+    # a complete checkpoint of 500 MB already there: 1,300 MB more
+    old = _step(tmp_path, 2)
+    old.mkdir(parents=True)
+    with open(old / "weights", "wb") as sparse:
+        sparse.truncate(500 * mb - 100)
+    (old / checkpoint.MANIFEST_FILE).write_bytes(b"\0" * 100)
+    _gib_free(monkeypatch, 1300 * mb)
+    assert checkpoint.warn_if_checkpoints_may_not_fit(tmp_path, size, keep=2) is None
+    _gib_free(monkeypatch, 1300 * mb - 1)
+    assert "1.30 GB more" in checkpoint.warn_if_checkpoints_may_not_fit(tmp_path, size, keep=2)
+
+
 def test_rotation_never_deletes_the_checkpoint_just_written(run_copy):
     # Resuming from the older step-2 with keep=1: the new step-3 is the one `latest` must find.
     train(_config(run_copy, "train.max_steps=3", "train.checkpoints_keep=1"), resume=str(_step(run_copy, 2)))
