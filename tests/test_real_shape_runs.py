@@ -61,7 +61,7 @@ def _overrides(kind: str, model: Path, frames: int, out: Path, steps: int) -> li
     return [
         *paths, *data, "data.latent_cache=null", f"data.num_frames={frames}", "data.resolution=64",
         "data.batch_size=1", "data.num_workers=0", "data.max_bad_fraction=0.5",
-        # one checkpoint kept: a ModelScope one (motion modules, Adam's moments, theta_0) is 9.6 GB
+        # one checkpoint kept: a ModelScope one (motion modules, Adam's moments, theta_0) is 8.7 GB
         f"output_dir={out}", f"train.max_steps={steps}", "train.checkpoint_every=1", "train.checkpoints_keep=1",
         "train.gradient_accumulation_steps=1",
         "train.mixed_precision=no", "train.log_with=none", "seppo.ref_sample_steps=2", "sample.prompts=[]",
