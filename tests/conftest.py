@@ -33,7 +33,7 @@ def tiny_paths():
 def real_shape_model():
     """``ensure_real_shape`` that first removes the other cached real-shape models.
 
-    All of them together take about 28 GB and CI's disk may not hold that beside the runs'
+    All of them together take about 50 GB and CI's disk may not hold that beside the runs'
     checkpoints, so the tests keep one at a time (AnimateDiff keeps the SD-1.5 it links to).
     """
     from seppo_video.models.real import ensure_real_shape, real_shape_path

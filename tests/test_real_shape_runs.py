@@ -1,7 +1,8 @@
 """Each shipped real config, run on random-init models with the published shapes.
 
 The real configs (`configs/animatediff_chronomagic.yaml`, `modelscope_chronomagic.yaml`,
-`sd15_pickapic.yaml`, `wan_chronomagic.yaml`, `cogvideox_chronomagic.yaml`, `ltx_chronomagic.yaml`) with only their paths pointed at the real-shape models
+`sd15_pickapic.yaml`, `wan_chronomagic.yaml`, `cogvideox_chronomagic.yaml`, `ltx_chronomagic.yaml`)
+with only their paths pointed at the real-shape models
 (`seppo-video make-tiny --shape real`) and the demo clips, at a small resolution and frame
 count, each run a `seppo-video train` process: setup, one step and a checkpoint, a resume for
 the second step, the export, and the export loaded with the diffusers pipeline itself, whose

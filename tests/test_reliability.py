@@ -302,7 +302,7 @@ def test_a_failed_folder_replacement_puts_the_old_version_back(tmp_path, monkeyp
     assert (target / "weights").read_text() == "old"
 
 
-def _gib_free(monkeypatch, free: int) -> None:
+def _free_bytes(monkeypatch, free: int) -> None:
     usage = shutil.disk_usage("/")
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda _: usage._replace(free=free))
 
@@ -312,7 +312,7 @@ def test_the_checkpoint_size_estimate_is_what_a_checkpoint_takes_and_a_short_dis
 ):
     from seppo_video.train import checkpoint_size
 
-    _gib_free(monkeypatch, 1)
+    _free_bytes(monkeypatch, 1)
     # a full pool (theta_0 in float32, one bfloat16 snapshot), EMA and AdamW
     config = _config(tmp_path / "run", "seppo.method=seppo", "seppo.pool_size=2", "seppo.pool_dtype=bfloat16",
                      "train.max_steps=2", "train.checkpoint_every=2")
@@ -339,9 +339,9 @@ def test_the_disk_warning_counts_the_checkpoints_already_there(tmp_path, monkeyp
     mb = 1_000_000
     size = checkpoint.CheckpointSize(trainable=100 * mb, optimizer=200 * mb, ema=0, pool=300 * mb)
     # 3 x 600 MB for a new run (its folder not made yet: the disk is its parent's)
-    _gib_free(monkeypatch, 1800 * mb)
+    _free_bytes(monkeypatch, 1800 * mb)
     assert checkpoint.warn_if_checkpoints_may_not_fit(tmp_path / "new" / "run", size, keep=2) is None
-    _gib_free(monkeypatch, 1800 * mb - 1)
+    _free_bytes(monkeypatch, 1800 * mb - 1)
     message = checkpoint.warn_if_checkpoints_may_not_fit(tmp_path / "new" / "run", size, keep=2)
     assert message.startswith("checkpoints may not fit on disk: each takes about 0.60 GB (trainable 0.10 GB, "
                               "optimizer 0.20 GB, full pool 0.30 GB); with train.checkpoints_keep=2, 3 exist while "
@@ -354,9 +354,9 @@ def test_the_disk_warning_counts_the_checkpoints_already_there(tmp_path, monkeyp
     with open(old / "weights", "wb") as sparse:
         sparse.truncate(500 * mb - 100)
     (old / checkpoint.MANIFEST_FILE).write_bytes(b"\0" * 100)
-    _gib_free(monkeypatch, 1300 * mb)
+    _free_bytes(monkeypatch, 1300 * mb)
     assert checkpoint.warn_if_checkpoints_may_not_fit(tmp_path, size, keep=2) is None
-    _gib_free(monkeypatch, 1300 * mb - 1)
+    _free_bytes(monkeypatch, 1300 * mb - 1)
     assert "1.30 GB more" in checkpoint.warn_if_checkpoints_may_not_fit(tmp_path, size, keep=2)
 
 
